@@ -1,0 +1,527 @@
+//! The process-wide client and the per-organization handle that makes calls.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use backon::Retryable;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderName, HeaderValue};
+use tokio::time::Instant;
+use tracing::Instrument;
+use url::Url;
+
+use crate::config::{ClientConfig, Connection, check_endpoint};
+use crate::error::{AuthFailure, ClientError, body_message};
+use crate::http::{BodyError, location, read_body, read_error_body, retry_after};
+use crate::ids::AscendId;
+use crate::ids::OrganizationId;
+use crate::page::Page;
+use crate::pager::{KeysetPager, OffsetPager};
+use crate::query::{Cursor, Filter, ListQuery, effective_page_size, list_url};
+use crate::resource::Resource;
+use crate::retry;
+use crate::token::{FetchContext, TokenCache};
+
+/// The header that names the organization on every call.
+const ORGANIZATION_ID: HeaderName = HeaderName::from_static("organization-id");
+
+/// The process-wide Ascend client: one connection pool, and one request
+/// budget and token cache per organization, shared by every [`OrgClient`]
+/// made from it (and its clones). Create one per process and clone it.
+#[derive(Clone)]
+pub struct AscendClient {
+    inner: Arc<ClientInner>,
+}
+
+struct ClientInner {
+    config: ClientConfig,
+    http: reqwest::Client,
+    orgs: Mutex<HashMap<OrganizationId, Arc<OrgShared>>>,
+}
+
+/// What every task of the process shares for one organization.
+struct OrgShared {
+    /// The organization's request budget; every attempt takes from it.
+    limiter: DefaultDirectRateLimiter,
+    /// After a 429 with `Retry-After`, no attempt starts before this.
+    paused_until: Mutex<Option<Instant>>,
+    /// The token cache of the organization's current credentials.
+    tokens: Mutex<Option<Arc<TokenCache>>>,
+}
+
+impl fmt::Debug for AscendClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let orgs = self.inner.orgs.lock().map(|o| o.len()).unwrap_or_default();
+        f.debug_struct("AscendClient")
+            .field("config", &self.inner.config)
+            .field("organizations", &orgs)
+            .finish()
+    }
+}
+
+impl AscendClient {
+    /// Builds the client (validating `config`). Fails with
+    /// [`ClientError::Config`].
+    pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
+        config.validate()?;
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .referer(false)
+            .timeout(config.request_timeout)
+            .connect_timeout(config.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .user_agent(concat!("ascend-sync/", env!("CARGO_PKG_VERSION")));
+        if config.insecure_loopback.is_allowed() {
+            // Local testing: never send loopback traffic through a proxy.
+            builder = builder.no_proxy();
+        } else {
+            builder = builder.https_only(true);
+        }
+        let http = builder.build().map_err(|e| {
+            ClientError::config(format!(
+                "cannot build the HTTP client: {}",
+                crate::error::error_chain(&e)
+            ))
+        })?;
+        Ok(AscendClient {
+            inner: Arc::new(ClientInner {
+                config,
+                http,
+                orgs: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The settings this client was built with.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// A handle for one organization. Checks the endpoints (https, or http
+    /// to loopback with the explicit opt-in) and fails with
+    /// [`ClientError::Config`]; makes no network call (see
+    /// [`OrgClient::probe`]).
+    ///
+    /// Every handle for the same organization shares its request budget, and
+    /// its token cache as long as the credentials are the same.
+    pub fn connect(&self, connection: Connection) -> Result<OrgClient, ClientError> {
+        let config = &self.inner.config;
+        check_endpoint("api_base", &connection.api_base, config.insecure_loopback)?;
+        check_endpoint("token_url", &connection.token_url, config.insecure_loopback)?;
+        if connection.api_base.query().is_some() {
+            return Err(ClientError::config(format!(
+                "api_base {} must not have a query",
+                connection.api_base
+            )));
+        }
+        if connection.client_id.trim().is_empty() {
+            return Err(ClientError::config("the Client ID is empty"));
+        }
+        let organization = HeaderValue::from_str(connection.organization_id.as_str())
+            .map_err(|_| ClientError::config("the Organization-ID cannot be sent as a header"))?;
+        let shared = {
+            let mut orgs = self
+                .inner
+                .orgs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(
+                orgs.entry(connection.organization_id.clone())
+                    .or_insert_with(|| {
+                        let quota =
+                            Quota::per_second(config.requests_per_second).allow_burst(config.burst);
+                        Arc::new(OrgShared {
+                            limiter: RateLimiter::direct(quota),
+                            paused_until: Mutex::new(None),
+                            tokens: Mutex::new(None),
+                        })
+                    }),
+            )
+        };
+        let tokens = {
+            let mut current = shared.tokens.lock().unwrap_or_else(PoisonError::into_inner);
+            match current.as_ref() {
+                Some(cache) if cache.serves(&connection) => Arc::clone(cache),
+                _ => {
+                    let cache = Arc::new(TokenCache::new(&connection));
+                    *current = Some(Arc::clone(&cache));
+                    cache
+                }
+            }
+        };
+        Ok(OrgClient {
+            inner: Arc::new(OrgInner {
+                client: Arc::clone(&self.inner),
+                organization_id: connection.organization_id,
+                organization,
+                api_base: connection.api_base,
+                shared,
+                tokens,
+                counters: Counters::default(),
+            }),
+        })
+    }
+}
+
+/// Counts of what one [`OrgClient`] (and its clones) did, for sync history.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    /// HTTP requests sent to the API (every attempt; token requests not
+    /// included).
+    pub calls: u64,
+    /// Response body bytes received from the API.
+    pub bytes: u64,
+    /// Retries after a transient failure or a rate limit.
+    pub retries: u64,
+    /// `429` answers received.
+    pub rate_limited: u64,
+    /// Access tokens obtained.
+    pub token_refreshes: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    calls: AtomicU64,
+    bytes: AtomicU64,
+    retries: AtomicU64,
+    rate_limited: AtomicU64,
+    token_refreshes: AtomicU64,
+}
+
+/// One organization's handle: makes the API calls. Cheap to clone; clones
+/// share their [`Stats`].
+#[derive(Clone)]
+pub struct OrgClient {
+    inner: Arc<OrgInner>,
+}
+
+struct OrgInner {
+    client: Arc<ClientInner>,
+    organization_id: OrganizationId,
+    organization: HeaderValue,
+    api_base: Url,
+    shared: Arc<OrgShared>,
+    tokens: Arc<TokenCache>,
+    counters: Counters,
+}
+
+impl fmt::Debug for OrgClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OrgClient")
+            .field("organization_id", &self.inner.organization_id)
+            .field("api_base", &self.inner.api_base.as_str())
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl OrgClient {
+    /// The organization this handle calls for.
+    pub fn organization_id(&self) -> &OrganizationId {
+        &self.inner.organization_id
+    }
+
+    /// The client's settings.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.client.config
+    }
+
+    /// Fetches one page of a list. Retries transient failures and rate
+    /// limits; refreshes the token once on a 401.
+    pub async fn fetch_page(
+        &self,
+        resource: Resource,
+        query: &ListQuery,
+        cursor: &Cursor,
+    ) -> Result<Page, ClientError> {
+        let page_size = effective_page_size(query, self.inner.client.config.page_size);
+        let url = list_url(&self.inner.api_base, resource, query, cursor, page_size)?;
+        let span = tracing::debug_span!(
+            "ascend_list",
+            organization_id = %self.inner.organization_id,
+            resource = %resource,
+            cursor = %cursor,
+        );
+        async move {
+            let (body, attempts) = self.get(resource, cursor, &url).await?;
+            let mut page = Page::parse(resource, *cursor, &body).inspect_err(|error| {
+                tracing::warn!(error = %error, bytes = body.len(), "unusable answer");
+            })?;
+            page.attempts = attempts;
+            tracing::debug!(
+                records = page.records.len(),
+                bytes = page.bytes,
+                attempts,
+                "page"
+            );
+            Ok(page)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Keyset paging over a resource in ascending id order, starting after
+    /// `after` (or from the start).
+    pub fn keyset(
+        &self,
+        resource: Resource,
+        query: ListQuery,
+        after: Option<AscendId>,
+    ) -> KeysetPager {
+        KeysetPager::new(self.clone(), resource, query, after)
+    }
+
+    /// Offset paging over a resource (1-based pages). Prefer
+    /// [`OrgClient::keyset`] for bulk pulls: offset paging skips or repeats
+    /// records when data changes meanwhile.
+    pub fn offset(&self, resource: Resource, query: ListQuery) -> OffsetPager {
+        OffsetPager::new(self.clone(), resource, query)
+    }
+
+    /// How many records match `filter`, from `meta.pagination.total` of a
+    /// one-record, ids-only page.
+    pub async fn count(&self, resource: Resource, filter: &Filter) -> Result<u64, ClientError> {
+        let query = ListQuery {
+            filter: filter.clone(),
+            page_size: Some(1),
+            ids_only: true,
+        };
+        let page = self.fetch_page(resource, &query, &Cursor::Start).await?;
+        page.total.ok_or_else(|| {
+            ClientError::bad_payload(
+                resource,
+                &Cursor::Start,
+                "the answer has no meta.pagination.total",
+            )
+        })
+    }
+
+    /// One cheap call (one location) proving the credentials, the
+    /// Organization-ID and the vendor's enablement.
+    pub async fn probe(&self) -> Result<(), ClientError> {
+        let query = ListQuery::new().with_page_size(1);
+        self.fetch_page(Resource::Locations, &query, &Cursor::Start)
+            .await
+            .map(|_| ())
+    }
+
+    /// What this handle and its clones have done so far.
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.counters;
+        Stats {
+            calls: c.calls.load(Ordering::Relaxed),
+            bytes: c.bytes.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
+            rate_limited: c.rate_limited.load(Ordering::Relaxed),
+            token_refreshes: c.token_refreshes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// GETs `url` with retries; the body and the number of HTTP attempts.
+    async fn get(
+        &self,
+        resource: Resource,
+        cursor: &Cursor,
+        url: &Url,
+    ) -> Result<(Vec<u8>, u32), ClientError> {
+        let config = &self.inner.client.config;
+        let attempts = AtomicU32::new(0);
+        let refreshed = AtomicBool::new(false);
+        let body = (|| self.attempt(resource, cursor, url, &attempts, &refreshed))
+            .retry(retry::backoff(config))
+            .sleep(tokio::time::sleep)
+            .when(ClientError::is_retryable)
+            .adjust(|error, ceiling| {
+                ceiling.and_then(|c| {
+                    retry::next_delay(error, c, retry::random_fraction(), config.max_retry_after)
+                })
+            })
+            .notify(|error, wait| {
+                self.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    organization_id = %self.inner.organization_id,
+                    resource = %resource,
+                    cursor = %cursor,
+                    attempt = attempts.load(Ordering::Relaxed),
+                    wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                    error = %error,
+                    "retrying"
+                );
+            })
+            .await;
+        match body {
+            Ok(body) => Ok((body, attempts.load(Ordering::Relaxed))),
+            Err(error) => {
+                tracing::warn!(
+                    organization_id = %self.inner.organization_id,
+                    resource = %resource,
+                    cursor = %cursor,
+                    attempts = attempts.load(Ordering::Relaxed),
+                    class = error.class(),
+                    error = %error,
+                    "call failed"
+                );
+                Err(error)
+            }
+        }
+    }
+
+    /// Waits for the organization's pause (after a 429) and for room in its
+    /// request budget.
+    async fn wait_for_budget(&self) {
+        loop {
+            let until = *self
+                .inner
+                .shared
+                .paused_until
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match until {
+                Some(until) if until > Instant::now() => tokio::time::sleep_until(until).await,
+                _ => break,
+            }
+        }
+        self.inner.shared.limiter.until_ready().await;
+    }
+
+    /// Pauses every task of this organization until `wait` has passed.
+    fn pause(&self, wait: Duration) {
+        let until = Instant::now() + wait.min(self.inner.client.config.max_retry_after);
+        let mut paused = self
+            .inner
+            .shared
+            .paused_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if paused.is_none_or(|current| current < until) {
+            *paused = Some(until);
+        }
+    }
+
+    /// One attempt: a token, the budget, one GET (two when a 401 calls for
+    /// a fresh token).
+    async fn attempt(
+        &self,
+        resource: Resource,
+        cursor: &Cursor,
+        url: &Url,
+        attempts: &AtomicU32,
+        refreshed: &AtomicBool,
+    ) -> Result<Vec<u8>, ClientError> {
+        let inner = &*self.inner;
+        let config = &inner.client.config;
+        let ctx = FetchContext {
+            http: &inner.client.http,
+            timeout: config.request_timeout,
+            refreshes: &inner.counters.token_refreshes,
+        };
+        let mut stale = None;
+        loop {
+            let token = inner.tokens.token(&ctx, stale).await?;
+            self.wait_for_budget().await;
+            let attempt = attempts.fetch_add(1, Ordering::Relaxed) + 1;
+            inner.counters.calls.fetch_add(1, Ordering::Relaxed);
+            let sent = inner
+                .client
+                .http
+                .get(url.clone())
+                .header(AUTHORIZATION, token.authorization.clone())
+                .header(ORGANIZATION_ID, inner.organization.clone())
+                .header(ACCEPT, "application/json")
+                .send()
+                .await;
+            let mut response = match sent {
+                Ok(response) => response,
+                Err(error) => {
+                    let error = ClientError::from_transport(&error, config.request_timeout);
+                    tracing::debug!(attempt, error = %error, "no answer");
+                    return Err(error);
+                }
+            };
+            let status = response.status().as_u16();
+            if (200..300).contains(&status) {
+                return match read_body(&mut response, config.max_response_bytes).await {
+                    Ok(body) => {
+                        inner
+                            .counters
+                            .bytes
+                            .fetch_add(body.len() as u64, Ordering::Relaxed);
+                        tracing::debug!(status, attempt, bytes = body.len(), "answer");
+                        Ok(body)
+                    }
+                    Err(BodyError::TooLarge { limit }) => Err(ClientError::bad_payload(
+                        resource,
+                        cursor,
+                        format!("the answer is larger than max_response_bytes ({limit} bytes)"),
+                    )),
+                    Err(BodyError::Transport(error)) => {
+                        Err(ClientError::from_transport(&error, config.request_timeout))
+                    }
+                };
+            }
+            let error = match status {
+                401 if !refreshed.swap(true, Ordering::Relaxed) => {
+                    tracing::info!(status, attempt, "access token refused; fetching a new one");
+                    let _ = read_error_body(&mut response).await;
+                    stale = Some(token.generation);
+                    continue;
+                }
+                401 => ClientError::Auth {
+                    organization_id: inner.organization_id.clone(),
+                    reason: AuthFailure::TokenRefused,
+                },
+                403 => ClientError::Auth {
+                    organization_id: inner.organization_id.clone(),
+                    reason: AuthFailure::NotEnabled,
+                },
+                404 => ClientError::NotOffered { resource },
+                429 => {
+                    inner.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+                    let retry_after = retry_after(&response);
+                    if let Some(wait) = retry_after {
+                        self.pause(wait);
+                    }
+                    ClientError::RateLimited { retry_after }
+                }
+                408 | 500..=599 => {
+                    let message = token.redact(body_message(&read_error_body(&mut response).await));
+                    ClientError::transient(Some(status), message)
+                }
+                300..=399 => ClientError::config(format!(
+                    "the API answered a redirect ({status}) to {}; redirects are not followed with a token, \
+                     set api_base to the final address",
+                    location(&response)
+                )),
+                _ => ClientError::Rejected {
+                    status,
+                    message: token.redact(body_message(&read_error_body(&mut response).await)),
+                },
+            };
+            tracing::debug!(status, attempt, error = %error, "refused");
+            return Err(error);
+        }
+    }
+}
+
+#[cfg(test)]
+impl OrgClient {
+    /// Whether two handles share one request budget.
+    pub(crate) fn shares_budget_with(&self, other: &OrgClient) -> bool {
+        Arc::ptr_eq(&self.inner.shared, &other.inner.shared)
+    }
+
+    /// The `Debug` output of the token cache and of its current token.
+    pub(crate) async fn inner_token_debug(&self) -> String {
+        let ctx = FetchContext {
+            http: &self.inner.client.http,
+            timeout: self.inner.client.config.request_timeout,
+            refreshes: &self.inner.counters.token_refreshes,
+        };
+        let token = self.inner.tokens.token(&ctx, None).await;
+        format!("{:?} {:?}", self.inner.tokens, token)
+    }
+}

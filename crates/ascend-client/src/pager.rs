@@ -1,0 +1,219 @@
+//! Paging through a resource one page at a time, so that a resource is never
+//! held whole in memory.
+
+use crate::client::OrgClient;
+use crate::error::ClientError;
+use crate::ids::AscendId;
+use crate::page::Page;
+use crate::query::{Cursor, ListQuery, effective_page_size};
+use crate::resource::Resource;
+
+/// Whether a page is full, i.e. whether there may be more after it: it holds
+/// as many records as were asked for, or as the server said it serves per
+/// page (`meta.pagination.pageSize`) when that is fewer, so that a server
+/// capping the page size below ours does not end the paging early.
+fn is_full(page: &Page, asked: u32) -> bool {
+    let served = page
+        .reported_page_size
+        .filter(|&n| n > 0)
+        .map_or(asked, |n| n.min(asked));
+    page.records.len() >= served as usize
+}
+
+/// Keyset paging (`lastId=`): ascending ids, robust to changes while paging.
+///
+/// Call [`KeysetPager::next_page`] until it answers `Ok(None)`. The pager
+/// ends after a short page without another call; after a full page it asks
+/// again (and may then get an empty page). On an error its position is
+/// unchanged, so calling `next_page` again retries the same page; to resume
+/// later, keep [`KeysetPager::after_id`] and pass it to
+/// [`OrgClient::keyset`].
+#[derive(Debug)]
+pub struct KeysetPager {
+    client: OrgClient,
+    resource: Resource,
+    query: ListQuery,
+    after: Option<AscendId>,
+    done: bool,
+}
+
+impl KeysetPager {
+    pub(crate) fn new(
+        client: OrgClient,
+        resource: Resource,
+        query: ListQuery,
+        after: Option<AscendId>,
+    ) -> Self {
+        KeysetPager {
+            client,
+            resource,
+            query,
+            after,
+            done: false,
+        }
+    }
+
+    /// The next page, or `None` once the resource is exhausted.
+    ///
+    /// Fails with [`ClientError::BadPayload`] when the ids are not strictly
+    /// ascending after the cursor (keyset paging would skip records).
+    pub async fn next_page(&mut self) -> Result<Option<Page>, ClientError> {
+        if self.done {
+            return Ok(None);
+        }
+        let cursor = self.after.map_or(Cursor::Start, Cursor::AfterId);
+        let page = self
+            .client
+            .fetch_page(self.resource, &self.query, &cursor)
+            .await?;
+        check_ascending(&page, self.after)?;
+        let asked = effective_page_size(&self.query, self.client.config().page_size);
+        if let Some(last) = page.records.last() {
+            self.after = Some(last.id);
+        }
+        if !is_full(&page, asked) || page.records.is_empty() {
+            self.done = true;
+        }
+        Ok(Some(page))
+    }
+
+    /// The id after which the next page starts (`None` before the first
+    /// record): the resume point.
+    pub fn after_id(&self) -> Option<AscendId> {
+        self.after
+    }
+
+    /// The resource being paged.
+    pub fn resource(&self) -> Resource {
+        self.resource
+    }
+
+    /// Whether the last page has been delivered.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+}
+
+/// Checks that a keyset page's ids are strictly ascending and after the
+/// cursor.
+fn check_ascending(page: &Page, after: Option<AscendId>) -> Result<(), ClientError> {
+    let mut previous = after;
+    for (index, record) in page.records.iter().enumerate() {
+        if let Some(previous) = previous
+            && record.id <= previous
+        {
+            return Err(ClientError::bad_payload(
+                page.resource,
+                &page.cursor,
+                format!(
+                    "record #{index} has id {} after id {previous}: \
+                     keyset paging needs strictly ascending ids",
+                    record.id
+                ),
+            ));
+        }
+        previous = Some(record.id);
+    }
+    Ok(())
+}
+
+/// Offset paging (`page=`, 1-based). Ends on a short page.
+///
+/// Same contract as [`KeysetPager`]: `Ok(None)` at the end, position
+/// unchanged on an error.
+#[derive(Debug)]
+pub struct OffsetPager {
+    client: OrgClient,
+    resource: Resource,
+    query: ListQuery,
+    next: u32,
+    done: bool,
+}
+
+impl OffsetPager {
+    pub(crate) fn new(client: OrgClient, resource: Resource, query: ListQuery) -> Self {
+        OffsetPager {
+            client,
+            resource,
+            query,
+            next: 1,
+            done: false,
+        }
+    }
+
+    /// The next page, or `None` once the resource is exhausted.
+    pub async fn next_page(&mut self) -> Result<Option<Page>, ClientError> {
+        if self.done {
+            return Ok(None);
+        }
+        let cursor = Cursor::Page(self.next);
+        let page = self
+            .client
+            .fetch_page(self.resource, &self.query, &cursor)
+            .await?;
+        let asked = effective_page_size(&self.query, self.client.config().page_size);
+        if !is_full(&page, asked) || page.records.is_empty() || self.next == u32::MAX {
+            self.done = true;
+        } else {
+            self.next += 1;
+        }
+        Ok(Some(page))
+    }
+
+    /// The number of the page the next call fetches.
+    pub fn next_page_number(&self) -> u32 {
+        self.next
+    }
+
+    /// The resource being paged.
+    pub fn resource(&self) -> Resource {
+        self.resource
+    }
+
+    /// Whether the last page has been delivered.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(ids: &[u64], reported: Option<u32>) -> Page {
+        let body = format!(
+            r#"{{"data":[{}],"meta":{{"pagination":{{"pageSize":{}}}}}}}"#,
+            ids.iter()
+                .map(|id| format!(r#"{{"id":"{id}"}}"#))
+                .collect::<Vec<_>>()
+                .join(","),
+            reported.map_or("null".to_string(), |n| n.to_string())
+        );
+        Page::parse(Resource::Patients, Cursor::Start, body.as_bytes()).expect("valid page")
+    }
+
+    #[test]
+    fn fullness_uses_the_smaller_page_size() {
+        assert!(is_full(&page(&[1, 2, 3], None), 3));
+        assert!(!is_full(&page(&[1, 2], None), 3));
+        assert!(is_full(&page(&[1, 2], Some(2)), 500), "server caps at 2");
+        assert!(!is_full(&page(&[1, 2], Some(1000)), 3));
+        assert!(!is_full(&page(&[1], Some(0)), 3));
+        assert!(!is_full(&page(&[], None), 3));
+    }
+
+    #[test]
+    fn keyset_ids_must_ascend_past_the_cursor() {
+        assert!(check_ascending(&page(&[5, 6, 1000], None), Some(AscendId(4))).is_ok());
+        assert!(check_ascending(&page(&[999, 1000], None), None).is_ok());
+        assert!(check_ascending(&page(&[], None), Some(AscendId(4))).is_ok());
+        let error = check_ascending(&page(&[4, 5], None), Some(AscendId(4)))
+            .expect_err("not after the cursor");
+        assert_eq!(error.class(), "bad_payload");
+        let error = check_ascending(&page(&[5, 7, 6], None), None).expect_err("descending");
+        assert!(
+            error.to_string().contains("record #2 has id 6 after id 7"),
+            "{error}"
+        );
+    }
+}

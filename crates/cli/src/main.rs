@@ -1,0 +1,81 @@
+//! `ascend-sync`: the one binary. Each role of the system is a subcommand, so
+//! one container image serves every role with a different command.
+
+mod demo;
+mod pull;
+mod sim;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "ascend-sync",
+    version,
+    about = "Keeps an analytics copy of Dentrix Ascend practices in step."
+)]
+struct Cli {
+    /// Log format: `text` for people, `json` for CloudWatch Logs.
+    #[arg(
+        long,
+        global = true,
+        env = "ASCEND_SYNC_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the Dentrix Ascend simulator (the test double of the real API).
+    Sim(sim::SimArgs),
+    /// Pull every resource of one organization through the Ascend client,
+    /// with keyset paging, and report what arrived (no storage yet).
+    Pull(pull::PullArgs),
+    /// Run everything embedded: the simulator and a pull of each organization.
+    Demo(demo::DemoArgs),
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("ASCEND_SYNC_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Sim(args) => sim::run(args).await,
+            Command::Pull(args) => pull::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
+        }
+    })
+}
+
+/// Peak resident memory of this process in bytes (Linux `VmHWM`), if known.
+pub(crate) fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}

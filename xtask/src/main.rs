@@ -1,0 +1,356 @@
+//! Project automation, `cargo xtask <task>`. Standard library only, so it
+//! builds in a second on a fresh machine.
+//!
+//! - `cargo xtask test`: the whole test suite, as CI runs it. Installs and
+//!   starts what the tests need (a Python venv with `moto[server]` serving
+//!   SQS, S3 and KMS on a loopback port; the local PostgreSQL cluster if it is
+//!   down), then runs `cargo fmt --check`, `cargo clippy` and the tests.
+//! - `cargo xtask test --no-lint`: the same without fmt and clippy.
+//! - `cargo xtask services`: only install and start the services, print the
+//!   environment the tests read, and keep moto running until Ctrl-C.
+//! - `cargo xtask bench pull`: the client benchmark (see docs/benchmarks.md).
+
+use std::env;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+type Result<T> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let outcome = match args.first().map(String::as_str) {
+        Some("test") => test(&args[1..]),
+        Some("services") => services(),
+        Some("bench") => bench(&args[1..]),
+        _ => Err(
+            "usage: cargo xtask test [--no-lint] [-- <test filter args>] | services | bench pull [--size large]"
+                .to_string(),
+        ),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    // xtask lives one level below the workspace root.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Moto's server, stopped when dropped.
+struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn test(args: &[String]) -> Result<()> {
+    let lint = !args.iter().any(|a| a == "--no-lint");
+    let passthrough: Vec<&String> = args
+        .iter()
+        .skip_while(|a| a.as_str() != "--")
+        .skip(1)
+        .collect();
+    let root = root();
+
+    ensure_postgres()?;
+    let moto = start_moto(&root)?;
+
+    if lint {
+        run(
+            Command::new("cargo").args(["fmt", "--all", "--check"]),
+            "cargo fmt --check",
+        )?;
+        run(
+            Command::new("cargo").args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+            "cargo clippy",
+        )?;
+    }
+
+    let mut cmd = Command::new("cargo");
+    if has_nextest() {
+        cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+    } else {
+        cmd.args(["test", "--workspace", "--no-fail-fast"]);
+    }
+    cmd.args(passthrough);
+    set_test_env(&mut cmd, &moto);
+    run(&mut cmd, "the test suite")
+}
+
+fn services() -> Result<()> {
+    let root = root();
+    ensure_postgres()?;
+    let moto = start_moto(&root)?;
+    println!("export {}={}", DATABASE_URL, database_url());
+    println!("export {}={}", AWS_ENDPOINT, moto.endpoint);
+    println!("# moto runs until Ctrl-C");
+    let mut moto = moto;
+    let _ = moto.child.wait();
+    Ok(())
+}
+
+const DATABASE_URL: &str = "DATABASE_URL";
+const AWS_ENDPOINT: &str = "ASCEND_SYNC_TEST_AWS_ENDPOINT";
+
+fn database_url() -> String {
+    env::var(DATABASE_URL).unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn set_test_env(cmd: &mut Command, moto: &Moto) {
+    cmd.env(DATABASE_URL, database_url())
+        .env(AWS_ENDPOINT, &moto.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1");
+}
+
+fn has_nextest() -> bool {
+    Command::new("cargo")
+        .args(["nextest", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<()> {
+    eprintln!("xtask: running {what}");
+    let status = cmd
+        .current_dir(root())
+        .status()
+        .map_err(|e| format!("could not start {what}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed ({status})"))
+    }
+}
+
+/// Starts the local PostgreSQL cluster (it stands in for RDS) if nothing
+/// answers on 127.0.0.1:5432.
+fn ensure_postgres() -> Result<()> {
+    if port_open("127.0.0.1:5432") {
+        return Ok(());
+    }
+    eprintln!("xtask: PostgreSQL is down; starting it with pg_ctlcluster");
+    let versions = std::fs::read_dir("/etc/postgresql").map_err(|e| {
+        format!("no PostgreSQL install in /etc/postgresql ({e}); install postgresql")
+    })?;
+    let mut started = false;
+    for version in versions.flatten() {
+        let version = version.file_name().to_string_lossy().to_string();
+        let status = Command::new("pg_ctlcluster")
+            .args(["--skip-systemctl-redirect", &version, "main", "start"])
+            .status();
+        if matches!(status, Ok(s) if s.success()) {
+            started = true;
+            break;
+        }
+    }
+    if !started {
+        return Err("pg_ctlcluster could not start the main cluster".into());
+    }
+    wait_for(
+        || port_open("127.0.0.1:5432"),
+        Duration::from_secs(30),
+        "PostgreSQL on 127.0.0.1:5432",
+    )
+}
+
+fn start_moto(root: &Path) -> Result<Moto> {
+    let venv = root.join(".venv");
+    let server = venv.join("bin/moto_server");
+    if !server.exists() {
+        eprintln!(
+            "xtask: creating {} with moto[server] (about a minute)",
+            venv.display()
+        );
+        run(
+            Command::new("python3").arg("-m").arg("venv").arg(&venv),
+            "python3 -m venv",
+        )?;
+        run(
+            Command::new(venv.join("bin/pip")).args(["install", "--quiet", "moto[server]"]),
+            "pip install moto[server]",
+        )?;
+    }
+    let port = free_port()?;
+    let log_dir = root.join("target");
+    std::fs::create_dir_all(&log_dir).map_err(|e| format!("create {}: {e}", log_dir.display()))?;
+    let log =
+        std::fs::File::create(log_dir.join("moto.log")).map_err(|e| format!("moto log: {e}"))?;
+    let log_err = log.try_clone().map_err(|e| format!("moto log: {e}"))?;
+    let child = Command::new(&server)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(log)
+        .stderr(log_err)
+        .spawn()
+        .map_err(|e| format!("could not start {}: {e}", server.display()))?;
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let moto = Moto { child, endpoint };
+    let addr = format!("127.0.0.1:{port}");
+    wait_for(
+        || http_ok(&addr, "/moto-api/"),
+        Duration::from_secs(60),
+        "moto_server",
+    )?;
+    eprintln!("xtask: moto (SQS, S3, KMS) at {}", moto.endpoint);
+    Ok(moto)
+}
+
+fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("local_addr: {e}"))
+}
+
+fn port_open(addr: &str) -> bool {
+    addr.parse()
+        .ok()
+        .and_then(|a| TcpStream::connect_timeout(&a, Duration::from_millis(500)).ok())
+        .is_some()
+}
+
+fn http_ok(addr: &str, path: &str) -> bool {
+    let Some(mut stream) = addr
+        .parse()
+        .ok()
+        .and_then(|a| TcpStream::connect_timeout(&a, Duration::from_millis(500)).ok())
+    else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..10] == b"2"
+}
+
+fn wait_for(mut ready: impl FnMut() -> bool, limit: Duration, what: &str) -> Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if ready() {
+            return Ok(());
+        }
+        sleep(Duration::from_millis(200));
+    }
+    Err(format!("{what} not ready after {limit:?}"))
+}
+
+/// `cargo xtask bench pull [--size large] [--seed N]`: a release build, the
+/// simulator in one process, a keyset pull of one organization in another.
+/// The pull prints records/s and its own peak memory.
+fn bench(args: &[String]) -> Result<()> {
+    match args.first().map(String::as_str) {
+        Some("pull") => bench_pull(&args[1..]),
+        _ => Err("usage: cargo xtask bench pull [--size small|medium|large] [--seed N]".into()),
+    }
+}
+
+fn flag(args: &[String], name: &str, default: &str) -> String {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| default.to_string())
+}
+
+fn bench_pull(args: &[String]) -> Result<()> {
+    let size = flag(args, "--size", "large");
+    let seed = flag(args, "--seed", "7");
+    let root = root();
+    run(
+        Command::new("cargo").args(["build", "--release", "--bin", "ascend-sync"]),
+        "cargo build --release",
+    )?;
+    let bin = root.join("target/release/ascend-sync");
+    let port = free_port()?;
+    let listen = format!("127.0.0.1:{port}");
+    let work = root.join("target/bench");
+    std::fs::create_dir_all(&work).map_err(|e| format!("create {}: {e}", work.display()))?;
+    let orgs_file = work.join("sim-orgs.jsonl");
+    let stdout = std::fs::File::create(&orgs_file).map_err(|e| format!("{e}"))?;
+    let mut sim = Command::new(&bin)
+        .args([
+            "sim", "--listen", &listen, "--orgs", "1", "--size", &size, "--seed", &seed,
+        ])
+        .stdout(stdout)
+        .spawn()
+        .map_err(|e| format!("start simulator: {e}"))?;
+    let spawned = Instant::now();
+    let ready = wait_for(
+        || {
+            std::fs::metadata(&orgs_file)
+                .map(|m| m.len() > 0)
+                .unwrap_or(false)
+                && port_open(&listen)
+        },
+        Duration::from_secs(30),
+        "simulator",
+    );
+    if ready.is_ok() {
+        println!(
+            "simulator ({size}, 1 organization) ready in {:.2} s",
+            spawned.elapsed().as_secs_f64()
+        );
+    }
+    let outcome = ready.and_then(|()| {
+        run(
+            Command::new(&bin).args([
+                "pull",
+                "--credentials-file",
+                &orgs_file.to_string_lossy(),
+                "--insecure-loopback",
+                "--requests-per-second",
+                "2000",
+            ]),
+            "ascend-sync pull",
+        )
+    });
+    if let Some(peak) = peak_rss_kib(sim.id()) {
+        println!(
+            "simulator peak memory (VmHWM) {:.1} MiB",
+            peak as f64 / 1024.0
+        );
+    }
+    let _ = sim.kill();
+    let _ = sim.wait();
+    outcome
+}
+
+/// Peak resident memory of a running process, in KiB (Linux `VmHWM`).
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

@@ -1,0 +1,629 @@
+//! Landing pages of records, and reading landed rows back.
+//!
+//! The hot path. One call is one transaction: the bulk upsert of the page's
+//! rows and the checkpoint (a chunk's cursor or a watermark) commit
+//! together or not at all, so a crash never leaves rows without their
+//! cursor, nor a cursor ahead of its rows.
+//!
+//! - Postgres: one `INSERT ... SELECT FROM UNNEST(<one array per column>)
+//!   ... ON CONFLICT` per page (one round trip, one plan per table).
+//! - SQLite: multi-row `INSERT ... VALUES (...), (...) ... ON CONFLICT` in
+//!   batches under SQLite's limit on bound variables.
+//!
+//! Both keep the newest version of a record: a row is replaced only when
+//! the incoming `last_modified` is at least the stored one (equal: the new
+//! `raw` wins, so landing the same page twice is a no-op in content), or
+//! when the stored one is NULL. A row without `last_modified` never
+//! replaces one that has it.
+
+use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
+
+use sqlx::AssertSqlSafe;
+use sqlx::postgres::PgConnection;
+use sqlx::sqlite::SqliteConnection;
+use time::OffsetDateTime;
+
+use crate::db_time::DbTime;
+use crate::error::{Backend, StoreError, db_error};
+use crate::extract::{Record, Value, date_text, timestamp_text, without_nul_escapes};
+use crate::model::{Checkpoint, ChunkStatus, LandOutcome, LandedRow};
+use crate::rows::RowExt;
+use crate::spec::{Kind, Table, TableSpec};
+use crate::store::{Inner, Store, in_transaction, practice_error, with_pool};
+
+/// The most variables one SQLite statement may bind (SQLite's default
+/// `SQLITE_MAX_VARIABLE_NUMBER` since 3.32; sqlx bundles a newer SQLite).
+const SQLITE_MAX_VARIABLES: usize = 32_766;
+/// The most rows one SQLite statement inserts.
+const SQLITE_MAX_ROWS_PER_STATEMENT: usize = 500;
+
+/// A row ready to write: deduplicated, its raw JSON made storable, its
+/// typed values extracted.
+pub(crate) struct Prepared<'a> {
+    id: i64,
+    last_modified: Option<DbTime>,
+    raw: Cow<'a, str>,
+    values: Vec<Value>,
+}
+
+/// Whether a version with `incoming` lastModified replaces one with
+/// `stored`: the rule of the upserts' `WHERE`, for duplicates in a page.
+fn replaces(incoming: Option<DbTime>, stored: Option<DbTime>) -> bool {
+    match (incoming, stored) {
+        (_, None) => true,
+        (Some(incoming), Some(stored)) => incoming >= stored,
+        (None, Some(_)) => false,
+    }
+}
+
+/// Deduplicates a page by id (the version the upsert rule keeps wins; on a
+/// tie, the later one), sorts it by id (a fixed lock order, so concurrent
+/// pages cannot deadlock), and extracts the typed values.
+fn prepare<'a>(table: Table, rows: &'a [LandedRow<'a>]) -> Result<Vec<Prepared<'a>>, StoreError> {
+    let normalized: Vec<Option<DbTime>> = rows
+        .iter()
+        .map(|r| r.last_modified.and_then(DbTime::new))
+        .collect();
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by_key(|&i| rows[i].id);
+    let mut kept: Vec<usize> = Vec::with_capacity(rows.len());
+    for i in order {
+        match kept.last_mut() {
+            Some(last) if rows[*last].id == rows[i].id => {
+                if replaces(normalized[i], normalized[*last]) {
+                    *last = i;
+                }
+            }
+            _ => kept.push(i),
+        }
+    }
+    let spec = table.spec();
+    kept.into_iter()
+        .map(|i| {
+            let row = &rows[i];
+            let raw = without_nul_escapes(row.raw);
+            let values = Record::parse(&raw)
+                .map_err(|reason| StoreError::InvalidRecord {
+                    table,
+                    id: row.id,
+                    reason,
+                })?
+                .columns(spec);
+            Ok(Prepared {
+                id: row.id,
+                last_modified: normalized[i],
+                raw,
+                values,
+            })
+        })
+        .collect()
+}
+
+/// What differs between the backends on the hot path.
+trait Lander {
+    /// Upserts the rows; returns how many were inserted or replaced.
+    async fn upsert_rows(
+        &mut self,
+        practice_id: &str,
+        table: Table,
+        rows: &[Prepared<'_>],
+        now: DbTime,
+    ) -> Result<u64, sqlx::Error>;
+
+    /// Reads a chunk's plan and cursor, locking it for this transaction.
+    fn lock_chunk_sql(&self) -> &'static str;
+}
+
+impl Lander for PgConnection {
+    async fn upsert_rows(
+        &mut self,
+        practice_id: &str,
+        table: Table,
+        rows: &[Prepared<'_>],
+        now: DbTime,
+    ) -> Result<u64, sqlx::Error> {
+        let spec = table.spec();
+        let mut query = sqlx::query(AssertSqlSafe(pg_upsert_sql(table)))
+            .bind(practice_id)
+            .bind(now)
+            .bind(rows.iter().map(|r| r.id).collect::<Vec<i64>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.last_modified.map(|t| t.0))
+                    .collect::<Vec<Option<OffsetDateTime>>>(),
+            )
+            .bind(rows.iter().map(|r| r.raw.as_ref()).collect::<Vec<&str>>());
+        for (i, column) in spec.columns.iter().enumerate() {
+            let values = rows.iter().map(|r| r.values.get(i).unwrap_or(&Value::Null));
+            query = match column.kind {
+                Kind::Text | Kind::Decimal => query.bind(
+                    values
+                        .map(|v| match v {
+                            Value::Text(s) | Value::Decimal(s) => Some(s.as_str()),
+                            _ => None,
+                        })
+                        .collect::<Vec<Option<&str>>>(),
+                ),
+                Kind::Id | Kind::Int => query.bind(
+                    values
+                        .map(|v| match v {
+                            Value::Int(n) => Some(*n),
+                            _ => None,
+                        })
+                        .collect::<Vec<Option<i64>>>(),
+                ),
+                Kind::Date => query.bind(
+                    values
+                        .map(|v| match v {
+                            Value::Date(d) => Some(*d),
+                            _ => None,
+                        })
+                        .collect::<Vec<Option<time::Date>>>(),
+                ),
+                Kind::Timestamp => query.bind(
+                    values
+                        .map(|v| match v {
+                            Value::Timestamp(t) => Some(*t),
+                            _ => None,
+                        })
+                        .collect::<Vec<Option<OffsetDateTime>>>(),
+                ),
+            };
+        }
+        Ok(query.execute(self).await?.rows_affected())
+    }
+
+    fn lock_chunk_sql(&self) -> &'static str {
+        "SELECT practice_id, resource, id_from, id_to, after_id, status FROM sync_chunks \
+         WHERE chunk_id = $1 FOR UPDATE"
+    }
+}
+
+impl Lander for SqliteConnection {
+    async fn upsert_rows(
+        &mut self,
+        practice_id: &str,
+        table: Table,
+        rows: &[Prepared<'_>],
+        now: DbTime,
+    ) -> Result<u64, sqlx::Error> {
+        let spec = table.spec();
+        let per_row = spec.columns.len() + 3;
+        let rows_per_statement =
+            ((SQLITE_MAX_VARIABLES - 2) / per_row).clamp(1, SQLITE_MAX_ROWS_PER_STATEMENT);
+        let mut written = 0;
+        for batch in rows.chunks(rows_per_statement) {
+            let mut query = sqlx::query(AssertSqlSafe(sqlite_upsert_sql(spec, batch.len())))
+                .bind(practice_id)
+                .bind(now);
+            for row in batch {
+                query = query.bind(row.id);
+                for i in 0..spec.columns.len() {
+                    query = match row.values.get(i).unwrap_or(&Value::Null) {
+                        Value::Null => query.bind(None::<&str>),
+                        Value::Text(s) | Value::Decimal(s) => query.bind(s.as_str()),
+                        Value::Int(n) => query.bind(*n),
+                        Value::Date(d) => query.bind(date_text(*d)),
+                        Value::Timestamp(t) => query.bind(timestamp_text(*t)),
+                    };
+                }
+                query = query.bind(row.last_modified).bind(row.raw.as_ref());
+            }
+            written += query.execute(&mut *self).await?.rows_affected();
+        }
+        Ok(written)
+    }
+
+    fn lock_chunk_sql(&self) -> &'static str {
+        // BEGIN IMMEDIATE already holds the database's write lock.
+        "SELECT practice_id, resource, id_from, id_to, after_id, status FROM sync_chunks \
+         WHERE chunk_id = $1"
+    }
+}
+
+/// `SET col = excluded.col, ...` and the newer-wins `WHERE`, shared by both
+/// backends' upserts.
+fn on_conflict_clause(spec: &TableSpec) -> String {
+    let assignments: Vec<String> = spec
+        .columns
+        .iter()
+        .map(|c| c.name)
+        .chain(["last_modified", "raw", "synced_at"])
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    format!(
+        " ON CONFLICT (practice_id, id) DO UPDATE SET {} \
+         WHERE excluded.last_modified >= t.last_modified OR t.last_modified IS NULL",
+        assignments.join(", ")
+    )
+}
+
+fn column_list(spec: &TableSpec) -> String {
+    spec.all_column_names().join(", ")
+}
+
+/// The Postgres upsert of a table, built once from the spec.
+fn pg_upsert_sql(table: Table) -> Arc<str> {
+    static CACHE: OnceLock<Vec<Arc<str>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| {
+        Table::ALL
+            .iter()
+            .map(|t| build_pg_upsert(t.spec()).into())
+            .collect()
+    });
+    cache
+        .get(table as usize)
+        .cloned()
+        .unwrap_or_else(|| build_pg_upsert(table.spec()).into())
+}
+
+fn build_pg_upsert(spec: &TableSpec) -> String {
+    // $1 practice_id, $2 synced_at, $3 ids, $4 last_modified, $5 raw,
+    // then one array per typed column.
+    let mut array_params = vec![
+        "$3::bigint[]".to_owned(),
+        "$4::timestamptz[]".to_owned(),
+        "$5::text[]".to_owned(),
+    ];
+    let mut select = vec!["$1".to_owned(), "u.id".to_owned()];
+    let mut aliases = vec!["id", "last_modified", "raw"];
+    for (i, c) in spec.columns.iter().enumerate() {
+        let array_type = match c.kind {
+            Kind::Text => "text[]",
+            Kind::Id | Kind::Int => "bigint[]",
+            Kind::Date => "date[]",
+            Kind::Timestamp => "timestamptz[]",
+            Kind::Decimal => "numeric[]",
+        };
+        array_params.push(format!("${}::{array_type}", i + 6));
+        select.push(format!("u.{}", c.name));
+        aliases.push(c.name);
+    }
+    select.extend([
+        "u.last_modified".to_owned(),
+        "u.raw::jsonb".to_owned(),
+        "$2".to_owned(),
+    ]);
+    format!(
+        "INSERT INTO {table} AS t ({columns}) SELECT {select} FROM UNNEST({arrays}) AS u({aliases}){conflict}",
+        table = spec.table.as_str(),
+        columns = column_list(spec),
+        select = select.join(", "),
+        arrays = array_params.join(", "),
+        aliases = aliases.join(", "),
+        conflict = on_conflict_clause(spec),
+    )
+}
+
+/// The SQLite upsert of `rows` rows of a table.
+fn sqlite_upsert_sql(spec: &TableSpec, rows: usize) -> String {
+    // $1 practice_id, $2 synced_at, then per row: id, the typed columns,
+    // last_modified, raw.
+    let per_row = spec.columns.len() + 3;
+    let mut sql = format!(
+        "INSERT INTO {} AS t ({}) VALUES ",
+        spec.table.as_str(),
+        column_list(spec)
+    );
+    for r in 0..rows {
+        let base = 3 + r * per_row;
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str("($1");
+        for p in base..base + per_row {
+            sql.push_str(&format!(", ${p}"));
+        }
+        sql.push_str(", $2)");
+    }
+    sql.push_str(&on_conflict_clause(spec));
+    sql
+}
+
+impl Store {
+    /// Lands one page of records of `table` for a practice and advances
+    /// `checkpoint`, in one transaction.
+    ///
+    /// Rows are deduplicated by id, typed columns extracted (tolerantly:
+    /// a bad value is NULL), and upserted newest-wins. A `Checkpoint::Chunk`
+    /// moves the chunk's cursor forward (never back), adds the page's new
+    /// in-range ids to its `landed`, and marks it done if asked; a
+    /// `Checkpoint::Watermark` moves the table's watermark forward (never
+    /// back) and adds the page's rows to its `landed_count`.
+    ///
+    /// Errors leave nothing written: a row that is not a JSON object
+    /// ([`StoreError::InvalidRecord`]), a chunk that does not exist or
+    /// belongs elsewhere, a cursor outside the chunk's range
+    /// ([`StoreError::Constraint`]), an unregistered practice for a
+    /// watermark, or a database error.
+    #[tracing::instrument(level = "debug", skip_all, fields(practice_id = %practice_id, table = %table, rows = rows.len()))]
+    pub async fn land_page(
+        &self,
+        practice_id: &str,
+        table: Table,
+        rows: &[LandedRow<'_>],
+        checkpoint: Checkpoint,
+    ) -> Result<LandOutcome, StoreError> {
+        let prepared = prepare(table, rows)?;
+        let backend = self.backend();
+        let operation = format!("landing a page into {table}");
+        let now = DbTime::now();
+        let written = in_transaction!(self, operation.as_str(), |tx| {
+            let written = if prepared.is_empty() {
+                0
+            } else {
+                Lander::upsert_rows(&mut *tx, practice_id, table, &prepared, now)
+                    .await
+                    .map_err(|e| db_error(backend, operation.as_str(), e))?
+            };
+            match checkpoint {
+                Checkpoint::None => {}
+                Checkpoint::Chunk {
+                    chunk_id,
+                    after_id,
+                    done,
+                } => {
+                    let row = sqlx::query(Lander::lock_chunk_sql(&*tx))
+                        .bind(chunk_id)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(|e| db_error(backend, operation.as_str(), e))?
+                        .ok_or_else(|| StoreError::UnknownChunk {
+                            chunk_id,
+                            practice_id: practice_id.to_owned(),
+                        })?;
+                    let chunk_practice = row.text("practice_id")?;
+                    let chunk_table: Table = row.parsed("resource")?;
+                    if chunk_practice != practice_id || chunk_table != table {
+                        return Err(StoreError::ChunkMismatch {
+                            chunk_id,
+                            chunk_practice,
+                            chunk_table,
+                            practice_id: practice_id.to_owned(),
+                            table,
+                        });
+                    }
+                    let (id_from, id_to) = (row.int("id_from")?, row.int("id_to")?);
+                    let old_after = row.opt_int("after_id")?;
+                    let old_status: ChunkStatus = row.parsed("status")?;
+                    let new_after = match (old_after, after_id) {
+                        (Some(old), Some(new)) => Some(old.max(new)),
+                        (old, new) => new.or(old),
+                    };
+                    let new_ids = prepared
+                        .iter()
+                        .filter(|r| {
+                            r.id >= id_from && r.id < id_to && old_after.is_none_or(|a| r.id > a)
+                        })
+                        .count();
+                    let status = if done { ChunkStatus::Done } else { old_status };
+                    sqlx::query(
+                        "UPDATE sync_chunks SET after_id = $2, landed = landed + $3, status = $4, \
+                         updated_at = $5 WHERE chunk_id = $1",
+                    )
+                    .bind(chunk_id)
+                    .bind(new_after)
+                    .bind(i64::try_from(new_ids).unwrap_or(i64::MAX))
+                    .bind(status.as_str())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| db_error(backend, operation.as_str(), e))?;
+                }
+                Checkpoint::Watermark { watermark } => {
+                    sqlx::query(
+                        "INSERT INTO sync_state (practice_id, resource, watermark, landed_count, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (practice_id, resource) DO UPDATE SET \
+                         watermark = CASE WHEN sync_state.watermark IS NULL \
+                         OR excluded.watermark > sync_state.watermark \
+                         THEN excluded.watermark ELSE sync_state.watermark END, \
+                         landed_count = sync_state.landed_count + excluded.landed_count, \
+                         updated_at = excluded.updated_at",
+                    )
+                    .bind(practice_id)
+                    .bind(table.as_str())
+                    .bind(DbTime::new(watermark))
+                    .bind(i64::try_from(prepared.len()).unwrap_or(i64::MAX))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| practice_error(backend, "advancing a watermark", practice_id, e))?;
+                }
+            }
+            written
+        });
+        let total = u64::try_from(rows.len()).unwrap_or(u64::MAX);
+        let outcome = LandOutcome {
+            written,
+            skipped_older: total.saturating_sub(written),
+        };
+        tracing::debug!(
+            written = outcome.written,
+            skipped_older = outcome.skipped_older,
+            "landed a page"
+        );
+        Ok(outcome)
+    }
+
+    /// The ids of a practice's landed rows of `table`, with their
+    /// `last_modified`, in id order.
+    pub async fn landed_ids(
+        &self,
+        practice_id: &str,
+        table: Table,
+    ) -> Result<Vec<(i64, Option<OffsetDateTime>)>, StoreError> {
+        self.select_ids(practice_id, table, None).await
+    }
+
+    /// [`Store::landed_ids`] of the ids in `id_from..id_to` (from inclusive,
+    /// to exclusive), for reconciling a range at a time.
+    pub async fn landed_ids_in_range(
+        &self,
+        practice_id: &str,
+        table: Table,
+        id_from: i64,
+        id_to: i64,
+    ) -> Result<Vec<(i64, Option<OffsetDateTime>)>, StoreError> {
+        self.select_ids(practice_id, table, Some((id_from, id_to)))
+            .await
+    }
+
+    async fn select_ids(
+        &self,
+        practice_id: &str,
+        table: Table,
+        range: Option<(i64, i64)>,
+    ) -> Result<Vec<(i64, Option<OffsetDateTime>)>, StoreError> {
+        let sql = format!(
+            "SELECT id, last_modified FROM {} WHERE practice_id = $1{} ORDER BY id",
+            table.as_str(),
+            if range.is_some() {
+                " AND id >= $2 AND id < $3"
+            } else {
+                ""
+            }
+        );
+        let (id_from, id_to) = range.unwrap_or_default();
+        let backend = self.backend();
+        with_pool!(self, |pool| {
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(practice_id);
+            if range.is_some() {
+                query = query.bind(id_from).bind(id_to);
+            }
+            let rows = query
+                .fetch_all(pool)
+                .await
+                .map_err(|e| db_error(backend, "listing landed ids", e))?;
+            rows.iter()
+                .map(|r| Ok((r.int("id")?, r.opt_time("last_modified")?)))
+                .collect()
+        })
+    }
+
+    /// The stored raw JSON of one landed row. On Postgres this is `jsonb`'s
+    /// text: the same content, with keys reordered, duplicate keys reduced
+    /// to the last and whitespace normalized.
+    pub async fn landed_raw(
+        &self,
+        practice_id: &str,
+        table: Table,
+        id: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let raw = match self.backend() {
+            Backend::Postgres => "raw::text AS raw",
+            Backend::Sqlite => "raw",
+        };
+        let sql = format!(
+            "SELECT {raw} FROM {} WHERE practice_id = $1 AND id = $2",
+            table.as_str()
+        );
+        let backend = self.backend();
+        with_pool!(self, |pool| {
+            let row = sqlx::query(AssertSqlSafe(sql))
+                .bind(practice_id)
+                .bind(id)
+                .fetch_optional(pool)
+                .await
+                .map_err(|e| db_error(backend, "reading a landed row", e))?;
+            row.map(|r| r.text("raw")).transpose()
+        })
+    }
+
+    /// The typed columns of one landed row, in spec order, as stored.
+    pub async fn landed_columns(
+        &self,
+        practice_id: &str,
+        table: Table,
+        id: i64,
+    ) -> Result<Option<Vec<(&'static str, Value)>>, StoreError> {
+        let spec = table.spec();
+        let backend = self.backend();
+        let select: Vec<String> = spec
+            .columns
+            .iter()
+            .map(|c| match (backend, c.kind) {
+                (Backend::Postgres, Kind::Decimal) => format!("{0}::text AS {0}", c.name),
+                _ => c.name.to_owned(),
+            })
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM {} WHERE practice_id = $1 AND id = $2",
+            select.join(", "),
+            table.as_str()
+        );
+        with_pool!(self, |pool| {
+            let row = sqlx::query(AssertSqlSafe(sql))
+                .bind(practice_id)
+                .bind(id)
+                .fetch_optional(pool)
+                .await
+                .map_err(|e| db_error(backend, "reading a landed row", e))?;
+            let Some(row) = row else { return Ok(None) };
+            spec.columns
+                .iter()
+                .map(|c| {
+                    let value = match c.kind {
+                        Kind::Text => row.opt_text(c.name)?.map(Value::Text),
+                        Kind::Decimal => row.opt_text(c.name)?.map(Value::Decimal),
+                        Kind::Id | Kind::Int => row.opt_int(c.name)?.map(Value::Int),
+                        Kind::Date => row.opt_date(c.name)?.map(Value::Date),
+                        Kind::Timestamp => row.opt_time(c.name)?.map(Value::Timestamp),
+                    };
+                    Ok((c.name, value.unwrap_or(Value::Null)))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()
+                .map(Some)
+        })
+    }
+
+    /// How many rows of `table` a practice has landed.
+    pub async fn count(&self, practice_id: &str, table: Table) -> Result<u64, StoreError> {
+        self.select_count(practice_id, table, None).await
+    }
+
+    /// How many rows of `table` with ids in `id_from..id_to` (from
+    /// inclusive, to exclusive) a practice has landed, to compare with the
+    /// API's total for the same id range.
+    pub async fn count_in_range(
+        &self,
+        practice_id: &str,
+        table: Table,
+        id_from: i64,
+        id_to: i64,
+    ) -> Result<u64, StoreError> {
+        self.select_count(practice_id, table, Some((id_from, id_to)))
+            .await
+    }
+
+    async fn select_count(
+        &self,
+        practice_id: &str,
+        table: Table,
+        range: Option<(i64, i64)>,
+    ) -> Result<u64, StoreError> {
+        let sql = format!(
+            "SELECT COUNT(*) AS n FROM {} WHERE practice_id = $1{}",
+            table.as_str(),
+            if range.is_some() {
+                " AND id >= $2 AND id < $3"
+            } else {
+                ""
+            }
+        );
+        let (id_from, id_to) = range.unwrap_or_default();
+        let backend = self.backend();
+        let n = with_pool!(self, |pool| {
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(practice_id);
+            if range.is_some() {
+                query = query.bind(id_from).bind(id_to);
+            }
+            let row = query
+                .fetch_one(pool)
+                .await
+                .map_err(|e| db_error(backend, "counting landed rows", e))?;
+            row.int("n")?
+        });
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}

@@ -1,0 +1,43 @@
+//! The store: the only place in ascend-sync with SQL.
+//!
+//! What it holds, on Postgres (production, RDS) or SQLite (embedded):
+//!
+//! - one **landed table** per Ascend resource ([`Table`]): the practice's
+//!   records, each with typed columns for reports (described once, in
+//!   [`spec::SPECS`]), its `lastModified` and the whole record as `raw` JSON;
+//! - **practices**: the practice locations being synced and their status;
+//! - **sync state** per practice and resource: phase, incremental watermark,
+//!   counts, last error;
+//! - **sync chunks**: the initial sync's plan, id range by id range, each with
+//!   its resume cursor.
+//!
+//! [`Store::land_page`] is the hot path: a page of records and its checkpoint
+//! commit in one transaction.
+//!
+//! **Invariants.** Table and column names in SQL come only from the fixed
+//! spec, never from input. A value that cannot be read from a record is
+//! stored as NULL, never an error and never a lost row; `raw` keeps it. An
+//! older version of a record never overwrites a newer one, and neither a
+//! chunk's cursor nor a watermark moves backwards.
+
+mod db_time;
+mod error;
+mod extract;
+mod landing;
+mod model;
+mod rows;
+pub mod spec;
+mod store;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{Backend, StoreError};
+pub use extract::Value;
+pub use model::{
+    Checkpoint, Chunk, ChunkStatus, DEFAULT_SYNC_INTERVAL_MINUTES, LandOutcome, LandedRow,
+    NewChunk, NewPractice, Practice, PracticeStatus, SYNC_INTERVALS_MINUTES, SyncPhase, SyncState,
+    UnknownValue,
+};
+pub use spec::{Kind, Table, UnknownTable};
+pub use store::Store;

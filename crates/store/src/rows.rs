@@ -1,0 +1,151 @@
+//! Reading result rows the same way on both backends.
+
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use time::OffsetDateTime;
+
+use crate::db_time::{DbDate, DbTime};
+use crate::error::StoreError;
+use crate::model::{Chunk, Practice, SyncState};
+use crate::spec::Table;
+
+/// Typed column access with the store's error, for either backend's rows.
+pub(crate) trait RowExt {
+    fn text(&self, col: &'static str) -> Result<String, StoreError>;
+    fn opt_text(&self, col: &'static str) -> Result<Option<String>, StoreError>;
+    fn int(&self, col: &'static str) -> Result<i64, StoreError>;
+    fn opt_int(&self, col: &'static str) -> Result<Option<i64>, StoreError>;
+    fn small(&self, col: &'static str) -> Result<i16, StoreError>;
+    fn time(&self, col: &'static str) -> Result<OffsetDateTime, StoreError>;
+    fn opt_time(&self, col: &'static str) -> Result<Option<OffsetDateTime>, StoreError>;
+    fn opt_date(&self, col: &'static str) -> Result<Option<time::Date>, StoreError>;
+
+    /// A text column holding one value of a closed set.
+    fn parsed<T: std::str::FromStr>(&self, col: &'static str) -> Result<T, StoreError> {
+        let text = self.text(col)?;
+        text.parse().map_err(|_| StoreError::Unreadable {
+            what: col,
+            value: text,
+        })
+    }
+}
+
+fn unreadable(col: &'static str, error: sqlx::Error) -> StoreError {
+    StoreError::Unreadable {
+        what: col,
+        value: error.to_string(),
+    }
+}
+
+macro_rules! impl_row_ext {
+    ($row:ty) => {
+        impl RowExt for $row {
+            fn text(&self, col: &'static str) -> Result<String, StoreError> {
+                self.try_get(col).map_err(|e| unreadable(col, e))
+            }
+            fn opt_text(&self, col: &'static str) -> Result<Option<String>, StoreError> {
+                self.try_get(col).map_err(|e| unreadable(col, e))
+            }
+            fn int(&self, col: &'static str) -> Result<i64, StoreError> {
+                self.try_get(col).map_err(|e| unreadable(col, e))
+            }
+            fn opt_int(&self, col: &'static str) -> Result<Option<i64>, StoreError> {
+                self.try_get(col).map_err(|e| unreadable(col, e))
+            }
+            fn small(&self, col: &'static str) -> Result<i16, StoreError> {
+                self.try_get(col).map_err(|e| unreadable(col, e))
+            }
+            fn time(&self, col: &'static str) -> Result<OffsetDateTime, StoreError> {
+                self.try_get::<DbTime, _>(col)
+                    .map(|t| t.0)
+                    .map_err(|e| unreadable(col, e))
+            }
+            fn opt_time(&self, col: &'static str) -> Result<Option<OffsetDateTime>, StoreError> {
+                self.try_get::<Option<DbTime>, _>(col)
+                    .map(|t| t.map(|t| t.0))
+                    .map_err(|e| unreadable(col, e))
+            }
+            fn opt_date(&self, col: &'static str) -> Result<Option<time::Date>, StoreError> {
+                self.try_get::<Option<DbDate>, _>(col)
+                    .map(|t| t.map(|t| t.0))
+                    .map_err(|e| unreadable(col, e))
+            }
+        }
+    };
+}
+
+impl_row_ext!(PgRow);
+impl_row_ext!(SqliteRow);
+
+/// The columns [`practice`] reads, as a literal for `concat!`.
+macro_rules! practice_columns {
+    () => {
+        "practice_id, organization_id, location_id, api_base, sync_interval_minutes, status, \
+         status_detail, created_at, updated_at, last_success_at"
+    };
+}
+pub(crate) use practice_columns;
+
+pub(crate) fn practice(row: &impl RowExt) -> Result<Practice, StoreError> {
+    Ok(Practice {
+        practice_id: row.text("practice_id")?,
+        organization_id: row.text("organization_id")?,
+        location_id: row.int("location_id")?,
+        api_base: row.text("api_base")?,
+        sync_interval_minutes: row.small("sync_interval_minutes")?,
+        status: row.parsed("status")?,
+        status_detail: row.opt_text("status_detail")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
+        last_success_at: row.opt_time("last_success_at")?,
+    })
+}
+
+/// The columns [`chunk`] reads, as a literal for `concat!`.
+macro_rules! chunk_columns {
+    () => {
+        "chunk_id, practice_id, resource, id_from, id_to, priority, filter, after_id, expected, \
+         landed, status, updated_at"
+    };
+}
+pub(crate) use chunk_columns;
+
+pub(crate) fn chunk(row: &impl RowExt) -> Result<Chunk, StoreError> {
+    Ok(Chunk {
+        chunk_id: row.int("chunk_id")?,
+        practice_id: row.text("practice_id")?,
+        table: row.parsed::<Table>("resource")?,
+        id_from: row.int("id_from")?,
+        id_to: row.int("id_to")?,
+        priority: row.small("priority")?,
+        filter: row.text("filter")?,
+        after_id: row.opt_int("after_id")?,
+        expected: row.opt_int("expected")?,
+        landed: row.int("landed")?,
+        status: row.parsed("status")?,
+        updated_at: row.time("updated_at")?,
+    })
+}
+
+/// The columns [`sync_state`] reads, as a literal for `concat!`.
+macro_rules! sync_state_columns {
+    () => {
+        "practice_id, resource, phase, watermark, landed_count, expected_count, last_error, \
+         updated_at"
+    };
+}
+pub(crate) use sync_state_columns;
+
+pub(crate) fn sync_state(row: &impl RowExt) -> Result<SyncState, StoreError> {
+    Ok(SyncState {
+        practice_id: row.text("practice_id")?,
+        table: row.parsed::<Table>("resource")?,
+        phase: row.parsed("phase")?,
+        watermark: row.opt_time("watermark")?,
+        landed_count: row.int("landed_count")?,
+        expected_count: row.opt_int("expected_count")?,
+        last_error: row.opt_text("last_error")?,
+        updated_at: row.time("updated_at")?,
+    })
+}

@@ -158,3 +158,109 @@ pub fn test_client(requests_per_second: u32) -> Result<AscendClient> {
 pub fn connect(client: &AscendClient, sim: &Sim, index: usize) -> Result<OrgClient> {
     Ok(client.connect(sim.connection(index)?)?)
 }
+
+/// Where a test lands rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Postgres,
+    Sqlite,
+}
+
+/// A migrated store in a database of its own, removed when dropped
+/// (Postgres: a fresh database on `DATABASE_URL`'s server; SQLite: a file in
+/// a temporary folder).
+pub struct TestStore {
+    pub store: store::Store,
+    admin_url: Option<String>,
+    url: String,
+    _dir: TempDir,
+}
+
+impl TestStore {
+    pub async fn new(db: Db) -> Result<TestStore> {
+        let dir = TempDir::new("store")?;
+        let (admin_url, url) = match db {
+            Db::Postgres => {
+                let admin = std::env::var("DATABASE_URL")
+                    .context("DATABASE_URL is not set: run the tests with `cargo xtask test`")?;
+                let url = store::Store::create_scratch_database(&admin, "systest").await?;
+                (Some(admin), url)
+            }
+            Db::Sqlite => (
+                None,
+                format!("sqlite:{}", dir.path().join("landed.sqlite").display()),
+            ),
+        };
+        let store = store::Store::connect(&url).await?;
+        store.migrate().await?;
+        Ok(TestStore {
+            store,
+            admin_url,
+            url,
+            _dir: dir,
+        })
+    }
+
+    /// Closes the pool and drops the scratch database.
+    pub async fn remove(self) -> Result<()> {
+        self.store.close().await;
+        if let Some(admin) = &self.admin_url {
+            store::Store::drop_database(admin, &self.url).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A temporary folder, removed when dropped.
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> Result<TempDir> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "ascend-sync-{label}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path)?;
+        Ok(TempDir(path))
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Checks that a practice's landed table equals the simulator's records in
+/// the practice's scope: the same ids, and for each the same
+/// `lastModified` and the same raw JSON. Returns the number of records.
+pub async fn assert_table_equals_source(
+    sim: &Sim,
+    org: usize,
+    store: &store::Store,
+    practice_id: &str,
+    scope: sync_core::Scope,
+    resource: Resource,
+) -> Result<usize> {
+    let snapshot = sim.snapshot(org, resource, true).await?;
+    let expected: Vec<worker::verify::SourceRecord<'_>> = snapshot
+        .iter()
+        .filter_map(|e| e.record.as_ref().map(|r| (e, r)))
+        .filter(|(_, r)| scope.contains(resource, r))
+        .map(|(e, record)| {
+            Ok(worker::verify::SourceRecord {
+                id: e.id.parse()?,
+                last_modified: Some(e.last_modified.as_str()),
+                record,
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(worker::verify::compare(store, practice_id, resource, &expected).await?)
+}

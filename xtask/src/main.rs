@@ -97,9 +97,27 @@ fn test(args: &[String]) -> Result<()> {
     } else {
         cmd.args(["test", "--workspace", "--no-fail-fast"]);
     }
+    let filtered = !passthrough.is_empty();
     cmd.args(passthrough);
     set_test_env(&mut cmd, &moto);
-    run(&mut cmd, "the test suite")
+    run(&mut cmd, "the test suite")?;
+    if !filtered {
+        // The README's first command, in its CI form: everything embedded,
+        // exits 0 only once every table equals the simulator.
+        run(
+            Command::new("cargo").args([
+                "run",
+                "--quiet",
+                "--",
+                "demo",
+                "--once",
+                "--data-dir",
+                "target/demo-ci",
+            ]),
+            "ascend-sync demo --once",
+        )?;
+    }
+    Ok(())
 }
 
 fn services() -> Result<()> {
@@ -273,7 +291,8 @@ fn wait_for(mut ready: impl FnMut() -> bool, limit: Duration, what: &str) -> Res
 fn bench(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("pull") => bench_pull(&args[1..]),
-        _ => Err("usage: cargo xtask bench pull [--size small|medium|large] [--seed N]".into()),
+        Some("sync") => bench_sync(&args[1..]),
+        _ => Err("usage: cargo xtask bench pull|sync [--size small|medium|large] [--seed N] [--concurrency N]".into()),
     }
 }
 
@@ -345,6 +364,103 @@ fn bench_pull(args: &[String]) -> Result<()> {
     }
     let _ = sim.kill();
     let _ = sim.wait();
+    outcome
+}
+
+/// `cargo xtask bench sync [--size large] [--concurrency 8]`: the initial
+/// sync of one practice (a whole large organization) into Postgres over
+/// TCP, end to end (simulator in its own process, raw pages archived to a
+/// local folder), then, in the same run, `land_bench` COPYing a million
+/// procedure-shaped rows: the landing limit.
+fn bench_sync(args: &[String]) -> Result<()> {
+    let size = flag(args, "--size", "large");
+    let seed = flag(args, "--seed", "7");
+    let concurrency = flag(args, "--concurrency", "8");
+    let root = root();
+    ensure_postgres()?;
+    run(
+        Command::new("cargo").args([
+            "build",
+            "--release",
+            "--bin",
+            "ascend-sync",
+            "-p",
+            "store",
+            "--example",
+            "land_bench",
+        ]),
+        "cargo build --release",
+    )?;
+    let bin = root.join("target/release/ascend-sync");
+    let work = root.join("target/bench");
+    let archive = work.join("sync-archive");
+    let _ = std::fs::remove_dir_all(&archive);
+    std::fs::create_dir_all(&work).map_err(|e| format!("create {}: {e}", work.display()))?;
+    let database = format!("bench_sync_{}", std::process::id());
+    run(
+        Command::new("createdb").args(["-h", "127.0.0.1", "-U", "postgres", &database]),
+        "createdb",
+    )?;
+    let database_url = format!("postgres://postgres@127.0.0.1:5432/{database}");
+
+    let port = free_port()?;
+    let listen = format!("127.0.0.1:{port}");
+    let orgs_file = work.join("sync-orgs.jsonl");
+    let stdout = std::fs::File::create(&orgs_file).map_err(|e| format!("{e}"))?;
+    let mut sim = Command::new(&bin)
+        .args([
+            "sim", "--listen", &listen, "--orgs", "1", "--size", &size, "--seed", &seed,
+        ])
+        .stdout(stdout)
+        .spawn()
+        .map_err(|e| format!("start simulator: {e}"))?;
+    let outcome = wait_for(
+        || std::fs::metadata(&orgs_file).map(|m| m.len() > 0).unwrap_or(false) && port_open(&listen),
+        Duration::from_secs(30),
+        "simulator",
+    )
+    .and_then(|()| {
+        println!("initial sync of a whole {size} organization into Postgres (TCP), {concurrency} chunks at once");
+        run(
+            Command::new(&bin).args([
+                "sync",
+                "--credentials-file",
+                &orgs_file.to_string_lossy(),
+                "--practice-id",
+                "bench",
+                "--database-url",
+                &database_url,
+                "--archive-dir",
+                &archive.to_string_lossy(),
+                "--concurrency",
+                &concurrency,
+                "--requests-per-second",
+                "5000",
+                "--insecure-loopback",
+            ]),
+            "ascend-sync sync",
+        )
+    })
+    .and_then(|()| {
+        println!("the landing limit, same machine, same run:");
+        run(
+            Command::new(root.join("target/release/examples/land_bench"))
+                .arg("1000000")
+                .env(DATABASE_URL, "postgres://postgres@127.0.0.1:5432/postgres"),
+            "land_bench",
+        )
+    });
+    if let Some(peak) = peak_rss_kib(sim.id()) {
+        println!(
+            "simulator peak memory (VmHWM) {:.1} MiB",
+            peak as f64 / 1024.0
+        );
+    }
+    let _ = sim.kill();
+    let _ = sim.wait();
+    let _ = Command::new("dropdb")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "--force", &database])
+        .status();
     outcome
 }
 

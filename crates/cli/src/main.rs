@@ -1,9 +1,11 @@
 //! `ascend-sync`: the one binary. Each role of the system is a subcommand, so
 //! one container image serves every role with a different command.
 
+mod data;
 mod demo;
 mod pull;
 mod sim;
+mod sync_cmd;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -40,8 +42,16 @@ enum Command {
     /// Pull every resource of one organization through the Ascend client,
     /// with keyset paging, and report what arrived (no storage yet).
     Pull(pull::PullArgs),
-    /// Run everything embedded: the simulator and a pull of each organization.
+    /// Run everything embedded: the simulator, three practices syncing into
+    /// SQLite, incremental cycles while the simulator changes data.
     Demo(demo::DemoArgs),
+    /// Register a practice (credentials from a file) and run its initial
+    /// sync, or resume it, then one incremental cycle.
+    Sync(sync_cmd::SyncArgs),
+    /// Apply the database migrations.
+    Migrate(data::MigrateArgs),
+    /// Rebuild a practice's tables from the raw archive, without API calls.
+    Replay(data::ReplayArgs),
 }
 
 fn init_tracing(format: LogFormat) {
@@ -68,6 +78,9 @@ fn main() -> Result<()> {
             Command::Sim(args) => sim::run(args).await,
             Command::Pull(args) => pull::run(args).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::Sync(args) => sync_cmd::run(args).await,
+            Command::Migrate(args) => data::migrate(args).await,
+            Command::Replay(args) => data::replay(args).await,
         }
     })
 }

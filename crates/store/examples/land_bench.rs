@@ -22,15 +22,16 @@
 //! It prints rows per second for each.
 //!
 //! `LAND_BENCH_URL_SUFFIX` is appended to the scratch database's URL, e.g.
-//! `?host=/var/run/postgresql` to connect over the Unix socket. Over TCP,
-//! sqlx 0.9.0 leaves Nagle's algorithm on (sqlx issue #4335, fixed after
-//! 0.9.0), which stalls each page's large bind message by tens of
-//! milliseconds; comparing both transports shows that cost.
+//! `?host=/var/run/postgresql` to connect over the Unix socket. Comparing
+//! both transports shows what TCP costs: sqlx 0.9.0 leaves Nagle's algorithm
+//! on (sqlx issue #4335, fixed after 0.9.0), which stalled each page's large
+//! bind message by tens of milliseconds; the workspace pins sqlx 0.8, which
+//! sets TCP_NODELAY (docs/ARCHITECTURE.md).
 
 use std::time::Instant;
 
 use sqlx::postgres::{PgPoolCopyExt, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 use store::{Checkpoint, LandedRow, NewChunk, NewPractice, Store, Table};
 
 const PAGE: usize = 500;
@@ -222,9 +223,7 @@ async fn copy_upsert_all(
             .await?;
         copy.send(buffer.as_bytes()).await?;
         copy.finish().await?;
-        sqlx::query(AssertSqlSafe(upsert.as_str()))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(upsert.as_str()).execute(&mut *tx).await?;
         let last = page.last().map_or(0, |p| p.id);
         sqlx::query("UPDATE sync_chunks SET after_id = $2, landed = landed + $3, updated_at = now() WHERE chunk_id = $1")
             .bind(chunk_id)
@@ -249,7 +248,7 @@ async fn main() -> Result<()> {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
     let db = format!("store_land_bench_{}", std::process::id());
     let mut admin = PgConnection::connect(&admin_url).await?;
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {db}")))
+    sqlx::query(&format!("CREATE DATABASE {db}"))
         .execute(&mut admin)
         .await?;
     // LAND_BENCH_URL_SUFFIX, e.g. `?options=-c%20synchronous_commit%3Doff`,
@@ -262,11 +261,9 @@ async fn main() -> Result<()> {
 
     let outcome = run(&url, rows).await;
 
-    sqlx::query(AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
     outcome
 }
 

@@ -6,7 +6,7 @@
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef};
-use sqlx::sqlite::{SqliteArgumentsBuffer, SqliteTypeInfo, SqliteValueRef};
+use sqlx::sqlite::{SqliteArgumentValue, SqliteTypeInfo, SqliteValueRef};
 use sqlx::{Decode, Encode, Postgres, Sqlite, Type};
 use time::OffsetDateTime;
 
@@ -64,8 +64,8 @@ impl Type<Sqlite> for DbTime {
     }
 }
 
-impl Encode<'_, Sqlite> for DbTime {
-    fn encode_by_ref(&self, buf: &mut SqliteArgumentsBuffer) -> Result<IsNull, BoxDynError> {
+impl<'q> Encode<'q, Sqlite> for DbTime {
+    fn encode_by_ref(&self, buf: &mut Vec<SqliteArgumentValue<'q>>) -> Result<IsNull, BoxDynError> {
         Encode::<Sqlite>::encode(timestamp_text(self.0), buf)
     }
 }

@@ -19,7 +19,6 @@
 use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
-use sqlx::AssertSqlSafe;
 use sqlx::postgres::PgConnection;
 use sqlx::sqlite::SqliteConnection;
 use time::OffsetDateTime;
@@ -124,7 +123,8 @@ impl Lander for PgConnection {
         now: DbTime,
     ) -> Result<u64, sqlx::Error> {
         let spec = table.spec();
-        let mut query = sqlx::query(AssertSqlSafe(pg_upsert_sql(table)))
+        let sql = pg_upsert_sql(table);
+        let mut query = sqlx::query(&sql)
             .bind(practice_id)
             .bind(now)
             .bind(rows.iter().map(|r| r.id).collect::<Vec<i64>>())
@@ -194,9 +194,8 @@ impl Lander for SqliteConnection {
             ((SQLITE_MAX_VARIABLES - 2) / per_row).clamp(1, SQLITE_MAX_ROWS_PER_STATEMENT);
         let mut written = 0;
         for batch in rows.chunks(rows_per_statement) {
-            let mut query = sqlx::query(AssertSqlSafe(sqlite_upsert_sql(spec, batch.len())))
-                .bind(practice_id)
-                .bind(now);
+            let sql = sqlite_upsert_sql(spec, batch.len());
+            let mut query = sqlx::query(&sql).bind(practice_id).bind(now);
             for row in batch {
                 query = query.bind(row.id);
                 for i in 0..spec.columns.len() {
@@ -487,7 +486,7 @@ impl Store {
         let (id_from, id_to) = range.unwrap_or_default();
         let backend = self.backend();
         with_pool!(self, |pool| {
-            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(practice_id);
+            let mut query = sqlx::query(&sql).bind(practice_id);
             if range.is_some() {
                 query = query.bind(id_from).bind(id_to);
             }
@@ -520,7 +519,7 @@ impl Store {
         );
         let backend = self.backend();
         with_pool!(self, |pool| {
-            let row = sqlx::query(AssertSqlSafe(sql))
+            let row = sqlx::query(&sql)
                 .bind(practice_id)
                 .bind(id)
                 .fetch_optional(pool)
@@ -553,7 +552,7 @@ impl Store {
             table.as_str()
         );
         with_pool!(self, |pool| {
-            let row = sqlx::query(AssertSqlSafe(sql))
+            let row = sqlx::query(&sql)
                 .bind(practice_id)
                 .bind(id)
                 .fetch_optional(pool)
@@ -614,7 +613,7 @@ impl Store {
         let (id_from, id_to) = range.unwrap_or_default();
         let backend = self.backend();
         let n = with_pool!(self, |pool| {
-            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(practice_id);
+            let mut query = sqlx::query(&sql).bind(practice_id);
             if range.is_some() {
                 query = query.bind(id_from).bind(id_to);
             }

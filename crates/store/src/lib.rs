@@ -25,6 +25,7 @@ mod error;
 mod extract;
 mod landing;
 mod model;
+mod readback;
 mod rows;
 pub mod spec;
 mod store;
@@ -39,5 +40,6 @@ pub use model::{
     NewChunk, NewPractice, Practice, PracticeStatus, SYNC_INTERVALS_MINUTES, SyncPhase, SyncState,
     UnknownValue,
 };
+pub use readback::LandedRecord;
 pub use spec::{Kind, Table, UnknownTable};
 pub use store::Store;

@@ -1,0 +1,147 @@
+//! `ascend-sync sync`: one practice's sync, run by hand. Registers the
+//! practice if the store does not know it, runs (or resumes) its initial
+//! sync, then one incremental cycle, and reports what it did.
+//!
+//! Credentials come from a file (the line `ascend-sync sim` prints) until
+//! practices are connected with encrypted credentials (issue 5).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use ascend_client::{AscendClient, ClientConfig, Connection, InsecureLoopback};
+use clap::Args;
+use secrecy::SecretString;
+use serde::Deserialize;
+use store::{NewPractice, Store};
+use url::Url;
+use worker::{SyncConfig, Syncer};
+
+use crate::data::ArchiveArgs;
+
+#[derive(Args)]
+pub struct SyncArgs {
+    /// JSON credentials: organization_id, client_id, client_secret,
+    /// api_base, token_url (the line `ascend-sync sim` prints).
+    #[arg(long)]
+    credentials_file: PathBuf,
+    /// Our id for the practice.
+    #[arg(long)]
+    practice_id: String,
+    /// The practice's Ascend location id; omit for a single-location
+    /// organization synced whole.
+    #[arg(long)]
+    location_id: Option<u64>,
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    #[command(flatten)]
+    archive: ArchiveArgs,
+    /// Chunks pulled at once.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// The organization's request budget, in requests per second.
+    #[arg(long, default_value_t = 10)]
+    requests_per_second: u32,
+    /// Allow plain http to a loopback host (the simulator). Never production.
+    #[arg(long)]
+    insecure_loopback: bool,
+}
+
+#[derive(Deserialize)]
+struct Credentials {
+    organization_id: String,
+    client_id: String,
+    client_secret: SecretString,
+    api_base: String,
+    token_url: String,
+}
+
+pub async fn run(args: SyncArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.credentials_file)
+        .with_context(|| format!("cannot read {}", args.credentials_file.display()))?;
+    let line = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .context("the credentials file is empty")?;
+    let credentials: Credentials =
+        serde_json::from_str(line).context("the credentials file is not the expected JSON")?;
+
+    let store = Store::connect(&args.database_url)
+        .await
+        .context("cannot connect to the database")?;
+    store.migrate().await.context("migrations failed")?;
+    let archive = args.archive.open().await?;
+    let mut config = ClientConfig::default();
+    config.requests_per_second = std::num::NonZeroU32::new(args.requests_per_second)
+        .context("--requests-per-second must be at least 1")?;
+    config.burst = config.requests_per_second;
+    if args.insecure_loopback {
+        config.insecure_loopback = InsecureLoopback::allow_for_local_testing();
+    }
+    let client = AscendClient::new(config)?;
+    let org = client.connect(Connection {
+        api_base: Url::parse(&credentials.api_base).context("bad api_base")?,
+        token_url: Url::parse(&credentials.token_url).context("bad token_url")?,
+        organization_id: credentials
+            .organization_id
+            .parse()
+            .context("bad organization_id")?,
+        client_id: credentials.client_id.clone(),
+        client_secret: credentials.client_secret,
+    })?;
+    if store.get_practice(&args.practice_id).await?.is_none() {
+        org.probe().await.context(
+            "the credentials, the Organization-ID or the vendor's enablement do not work",
+        )?;
+        store
+            .upsert_practice(&NewPractice {
+                practice_id: args.practice_id.clone(),
+                organization_id: credentials.organization_id.clone(),
+                location_id: args.location_id.map_or(0, |l| l as i64),
+                api_base: credentials.api_base.clone(),
+                sync_interval_minutes: store::DEFAULT_SYNC_INTERVAL_MINUTES,
+            })
+            .await?;
+    }
+    let syncer = Syncer::new(
+        store.clone(),
+        archive,
+        SyncConfig {
+            concurrency: args.concurrency,
+            ..SyncConfig::default()
+        },
+    );
+
+    let started = Instant::now();
+    let initial = syncer.run_initial(&args.practice_id, &org).await?;
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    println!(
+        "initial sync: {} chunks planned ({} count calls), {} run, {} records fetched, {} written in {secs:.2} s: {:.0} records/s",
+        initial.chunks_planned,
+        initial.count_calls,
+        initial.chunks_run,
+        initial.fetched,
+        initial.written,
+        initial.fetched as f64 / secs
+    );
+    if let Some(peak) = crate::peak_rss_bytes() {
+        println!(
+            "peak memory (VmHWM) after the initial sync {:.1} MiB",
+            peak as f64 / 1_048_576.0
+        );
+    }
+    if !initial.complete {
+        bail!("the initial sync is not complete: {:?}", initial.failures);
+    }
+    let calls_before = org.stats().calls;
+    let run = syncer.run_incremental(&args.practice_id, &org).await?;
+    println!(
+        "incremental cycle: {:?}, {} records fetched, {} API calls for {} resources",
+        run.status,
+        run.fetched(),
+        org.stats().calls - calls_before,
+        run.resources.len()
+    );
+    store.close().await;
+    Ok(())
+}

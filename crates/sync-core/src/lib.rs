@@ -1,0 +1,21 @@
+//! The sync core: what to ask Ascend for and when a practice is in step.
+//!
+//! It decides; it does no I/O of its own. The worker calls it with what the
+//! API and the store answered, and does what it says. Everything here can be
+//! tested without a network or a database.
+//!
+//! - [`scope`]: which records belong to a practice (its location's, plus the
+//!   organization-wide resources).
+//! - [`plan`]: the initial sync's chunks: id ranges sized from
+//!   `meta.pagination.total`, priority windows first.
+//! - [`watermark`]: the incremental sync's `lastModified` watermark, its
+//!   overlap, and how it moves.
+//! - [`replay`]: reading archived records back into landable rows.
+
+pub mod plan;
+pub mod replay;
+pub mod scope;
+pub mod watermark;
+
+pub use plan::{ChunkPlan, ChunkWindow, IdRange, PlannedChunk};
+pub use scope::Scope;

@@ -1,0 +1,50 @@
+use ascend_client::ClientError;
+
+/// Why a sync step failed, and so what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The Ascend API answered with an error (its class says what to do).
+    #[error("Ascend API: {0}")]
+    Api(#[from] ClientError),
+    /// The database refused or failed.
+    #[error("store: {0}")]
+    Store(#[from] store::StoreError),
+    /// The raw archive refused or failed.
+    #[error("raw archive: {0}")]
+    Archive(#[from] blob::BlobError),
+    /// A stored plan could not be read.
+    #[error("plan: {0}")]
+    Plan(#[from] sync_core::plan::PlanError),
+    /// A page's landing task died (the runtime is shutting down).
+    #[error("landing a page was interrupted: {0}; the page is fetched again on the next attempt")]
+    Interrupted(String),
+    /// The practice is not known to the store.
+    #[error("practice {0:?} is not registered; add it first")]
+    UnknownPractice(String),
+    /// The resource's incremental state is missing: its initial sync has not
+    /// completed.
+    #[error("practice {practice_id:?} has no watermark for {resource}: run its initial sync first")]
+    NoWatermark {
+        practice_id: String,
+        resource: String,
+    },
+}
+
+impl SyncError {
+    /// A short stable class for history and metrics.
+    pub fn class(&self) -> &'static str {
+        match self {
+            SyncError::Api(e) => e.class(),
+            SyncError::Store(_) => "store",
+            SyncError::Archive(_) => "archive",
+            SyncError::Plan(_) => "plan",
+            SyncError::Interrupted(_) => "interrupted",
+            SyncError::UnknownPractice(_) | SyncError::NoWatermark { .. } => "state",
+        }
+    }
+
+    /// Whether the whole practice must stop until a person acts.
+    pub fn is_auth(&self) -> bool {
+        matches!(self, SyncError::Api(ClientError::Auth { .. }))
+    }
+}

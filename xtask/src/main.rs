@@ -379,17 +379,19 @@ fn bench_sync(args: &[String]) -> Result<()> {
     let root = root();
     ensure_postgres()?;
     run(
+        Command::new("cargo").args(["build", "--release", "--bin", "ascend-sync"]),
+        "cargo build --release",
+    )?;
+    run(
         Command::new("cargo").args([
             "build",
             "--release",
-            "--bin",
-            "ascend-sync",
             "-p",
             "store",
             "--example",
             "land_bench",
         ]),
-        "cargo build --release",
+        "cargo build --release land_bench",
     )?;
     let bin = root.join("target/release/ascend-sync");
     let work = root.join("target/bench");

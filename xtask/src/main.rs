@@ -313,36 +313,10 @@ fn bench_pull(args: &[String]) -> Result<()> {
         "cargo build --release",
     )?;
     let bin = root.join("target/release/ascend-sync");
-    let port = free_port()?;
-    let listen = format!("127.0.0.1:{port}");
     let work = root.join("target/bench");
     std::fs::create_dir_all(&work).map_err(|e| format!("create {}: {e}", work.display()))?;
     let orgs_file = work.join("sim-orgs.jsonl");
-    let stdout = std::fs::File::create(&orgs_file).map_err(|e| format!("{e}"))?;
-    let mut sim = Command::new(&bin)
-        .args([
-            "sim", "--listen", &listen, "--orgs", "1", "--size", &size, "--seed", &seed,
-        ])
-        .stdout(stdout)
-        .spawn()
-        .map_err(|e| format!("start simulator: {e}"))?;
-    let spawned = Instant::now();
-    let ready = wait_for(
-        || {
-            std::fs::metadata(&orgs_file)
-                .map(|m| m.len() > 0)
-                .unwrap_or(false)
-                && port_open(&listen)
-        },
-        Duration::from_secs(30),
-        "simulator",
-    );
-    if ready.is_ok() {
-        println!(
-            "simulator ({size}, 1 organization) ready in {:.2} s",
-            spawned.elapsed().as_secs_f64()
-        );
-    }
+    let (mut sim, ready) = spawn_sim(&bin, &size, &seed, &orgs_file)?;
     let outcome = ready.and_then(|()| {
         run(
             Command::new(&bin).args([
@@ -405,22 +379,9 @@ fn bench_sync(args: &[String]) -> Result<()> {
     )?;
     let database_url = format!("postgres://postgres@127.0.0.1:5432/{database}");
 
-    let port = free_port()?;
-    let listen = format!("127.0.0.1:{port}");
     let orgs_file = work.join("sync-orgs.jsonl");
-    let stdout = std::fs::File::create(&orgs_file).map_err(|e| format!("{e}"))?;
-    let mut sim = Command::new(&bin)
-        .args([
-            "sim", "--listen", &listen, "--orgs", "1", "--size", &size, "--seed", &seed,
-        ])
-        .stdout(stdout)
-        .spawn()
-        .map_err(|e| format!("start simulator: {e}"))?;
-    let outcome = wait_for(
-        || std::fs::metadata(&orgs_file).map(|m| m.len() > 0).unwrap_or(false) && port_open(&listen),
-        Duration::from_secs(30),
-        "simulator",
-    )
+    let (mut sim, ready) = spawn_sim(&bin, &size, &seed, &orgs_file)?;
+    let outcome = ready
     .and_then(|()| {
         println!("initial sync of a whole {size} organization into Postgres (TCP), {concurrency} chunks at once");
         run(
@@ -464,6 +425,40 @@ fn bench_sync(args: &[String]) -> Result<()> {
         .args(["-h", "127.0.0.1", "-U", "postgres", "--force", &database])
         .status();
     outcome
+}
+
+/// Starts `ascend-sync sim` with one organization of `size`, its
+/// credentials line written to `orgs_file`, and waits until it serves.
+fn spawn_sim(bin: &Path, size: &str, seed: &str, orgs_file: &Path) -> Result<(Child, Result<()>)> {
+    let port = free_port()?;
+    let listen = format!("127.0.0.1:{port}");
+    let stdout =
+        std::fs::File::create(orgs_file).map_err(|e| format!("{}: {e}", orgs_file.display()))?;
+    let sim = Command::new(bin)
+        .args([
+            "sim", "--listen", &listen, "--orgs", "1", "--size", size, "--seed", seed,
+        ])
+        .stdout(stdout)
+        .spawn()
+        .map_err(|e| format!("start simulator: {e}"))?;
+    let spawned = Instant::now();
+    let ready = wait_for(
+        || {
+            std::fs::metadata(orgs_file)
+                .map(|m| m.len() > 0)
+                .unwrap_or(false)
+                && port_open(&listen)
+        },
+        Duration::from_secs(30),
+        "simulator",
+    );
+    if ready.is_ok() {
+        println!(
+            "simulator ({size}, 1 organization) ready in {:.2} s",
+            spawned.elapsed().as_secs_f64()
+        );
+    }
+    Ok((sim, ready))
 }
 
 /// Peak resident memory of a running process, in KiB (Linux `VmHWM`).

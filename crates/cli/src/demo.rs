@@ -13,18 +13,17 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use ascend_client::{
-    AscendClient, ClientConfig, Connection, InsecureLoopback, OrgClient, Resource,
-};
+use ascend_client::{AscendClient, ClientConfig, InsecureLoopback, OrgClient, Resource};
 use ascend_sim::{MutateRequest, OrgInfo, SimConfig, Size};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use secrecy::SecretString;
 use store::{NewPractice, Store};
 use sync_core::Scope;
-use url::Url;
 use worker::verify::{SourceRecord, compare};
 use worker::{SyncConfig, Syncer};
+
+use crate::connect::connection;
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -200,13 +199,13 @@ async fn register(
     index: usize,
     info: &OrgInfo,
 ) -> Result<DemoPractice> {
-    let org = client.connect(Connection {
-        api_base: Url::parse(&info.api_base)?,
-        token_url: Url::parse(&info.token_url)?,
-        organization_id: info.organization_id.parse()?,
-        client_id: info.client_id.clone(),
-        client_secret: SecretString::from(info.client_secret.clone()),
-    })?;
+    let org = client.connect(connection(
+        &info.organization_id,
+        info.client_id.clone(),
+        SecretString::from(info.client_secret.clone()),
+        &info.api_base,
+        &info.token_url,
+    )?)?;
     org.probe()
         .await
         .context("the organization's credentials do not work")?;

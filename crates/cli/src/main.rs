@@ -1,6 +1,7 @@
 //! `ascend-sync`: the one binary. Each role of the system is a subcommand, so
 //! one container image serves every role with a different command.
 
+mod connect;
 mod data;
 mod demo;
 mod pull;

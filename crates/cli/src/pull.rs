@@ -9,15 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use ascend_client::{
-    AscendClient, ClientConfig, Connection, InsecureLoopback, ListQuery, OrgClient, Resource,
-};
+use ascend_client::{Connection, ListQuery, OrgClient, Resource};
 use clap::Args;
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use url::Url;
+
+use crate::connect::{ClientArgs, connection, read_credentials_file};
 
 #[derive(Args)]
 pub struct PullArgs {
@@ -44,22 +43,8 @@ pub struct PullArgs {
     /// Resources pulled at once; they share the organization's request budget.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
-    /// The organization's request budget, in requests per second.
-    #[arg(long, default_value_t = 10)]
-    requests_per_second: u32,
-    /// Allow plain http to a loopback host (the simulator). Never production.
-    #[arg(long)]
-    insecure_loopback: bool,
-}
-
-/// The credentials line printed by `ascend-sync sim`.
-#[derive(Deserialize)]
-struct CredentialsFile {
-    organization_id: String,
-    client_id: String,
-    client_secret: SecretString,
-    api_base: String,
-    token_url: String,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 /// What one resource's pull delivered.
@@ -77,14 +62,7 @@ pub struct ResourceReport {
 pub async fn run(args: PullArgs) -> Result<()> {
     let connection = connection_from_args(&args)?;
     let organization_id = connection.organization_id.to_string();
-    let mut config = ClientConfig::default();
-    config.requests_per_second = std::num::NonZeroU32::new(args.requests_per_second)
-        .context("--requests-per-second must be at least 1")?;
-    config.burst = config.requests_per_second;
-    if args.insecure_loopback {
-        config.insecure_loopback = InsecureLoopback::allow_for_local_testing();
-    }
-    let client = AscendClient::new(config).context("bad client configuration")?;
+    let client = args.client.client()?;
     let org = client
         .connect(connection)
         .context("cannot connect to the organization")?;
@@ -109,59 +87,29 @@ pub async fn run(args: PullArgs) -> Result<()> {
 }
 
 fn connection_from_args(args: &PullArgs) -> Result<Connection> {
-    let (organization_id, client_id, client_secret, api_base, token_url) =
-        match &args.credentials_file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read credentials file {}", path.display()))?;
-                let line = text
-                    .lines()
-                    .find(|l| !l.trim().is_empty())
-                    .context("the credentials file is empty")?;
-                let file: CredentialsFile = serde_json::from_str(line)
-                    .context("the credentials file's first line is not the expected JSON")?;
-                (
-                    file.organization_id,
-                    file.client_id,
-                    file.client_secret,
-                    file.api_base,
-                    file.token_url,
-                )
-            }
-            None => {
-                let organization_id = args
-                    .organization_id
-                    .clone()
-                    .context("give --credentials-file or --organization-id")?;
-                let client_id = args
-                    .client_id
-                    .clone()
-                    .context("give --client-id with --organization-id")?;
-                let mut secret = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut secret)
-                    .context("cannot read the client secret from stdin")?;
-                let secret = SecretString::from(secret.trim().to_string());
-                (
-                    organization_id,
-                    client_id,
-                    secret,
-                    args.api_base.clone(),
-                    args.token_url.clone(),
-                )
-            }
-        };
-    Ok(Connection {
-        api_base: Url::parse(&api_base)
-            .with_context(|| format!("bad API base URL {api_base:?}"))?,
-        token_url: Url::parse(&token_url)
-            .with_context(|| format!("bad token URL {token_url:?}"))?,
-        organization_id: organization_id
-            .parse()
-            .with_context(|| format!("bad Organization-ID {organization_id:?}"))?,
+    if let Some(path) = &args.credentials_file {
+        return read_credentials_file(path);
+    }
+    let organization_id = args
+        .organization_id
+        .clone()
+        .context("give --credentials-file or --organization-id")?;
+    let client_id = args
+        .client_id
+        .clone()
+        .context("give --client-id with --organization-id")?;
+    let mut secret = String::new();
+    std::io::stdin()
+        .read_to_string(&mut secret)
+        .context("cannot read the client secret from stdin")?;
+    let secret = SecretString::from(secret.trim().to_string());
+    connection(
+        &organization_id,
         client_id,
-        client_secret,
-    })
+        secret,
+        &args.api_base,
+        &args.token_url,
+    )
 }
 
 /// Pulls each resource with keyset paging, `concurrency` resources at once.

@@ -9,14 +9,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use ascend_client::{AscendClient, ClientConfig, Connection, InsecureLoopback};
 use clap::Args;
-use secrecy::SecretString;
-use serde::Deserialize;
 use store::{NewPractice, Store};
-use url::Url;
 use worker::{SyncConfig, Syncer};
 
+use crate::connect::{ClientArgs, read_credentials_file};
 use crate::data::ArchiveArgs;
 
 #[derive(Args)]
@@ -39,56 +36,20 @@ pub struct SyncArgs {
     /// Chunks pulled at once.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
-    /// The organization's request budget, in requests per second.
-    #[arg(long, default_value_t = 10)]
-    requests_per_second: u32,
-    /// Allow plain http to a loopback host (the simulator). Never production.
-    #[arg(long)]
-    insecure_loopback: bool,
-}
-
-#[derive(Deserialize)]
-struct Credentials {
-    organization_id: String,
-    client_id: String,
-    client_secret: SecretString,
-    api_base: String,
-    token_url: String,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 pub async fn run(args: SyncArgs) -> Result<()> {
-    let text = std::fs::read_to_string(&args.credentials_file)
-        .with_context(|| format!("cannot read {}", args.credentials_file.display()))?;
-    let line = text
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .context("the credentials file is empty")?;
-    let credentials: Credentials =
-        serde_json::from_str(line).context("the credentials file is not the expected JSON")?;
-
+    let connection = read_credentials_file(&args.credentials_file)?;
+    let organization_id = connection.organization_id.to_string();
+    let api_base = connection.api_base.to_string();
     let store = Store::connect(&args.database_url)
         .await
         .context("cannot connect to the database")?;
     store.migrate().await.context("migrations failed")?;
     let archive = args.archive.open().await?;
-    let mut config = ClientConfig::default();
-    config.requests_per_second = std::num::NonZeroU32::new(args.requests_per_second)
-        .context("--requests-per-second must be at least 1")?;
-    config.burst = config.requests_per_second;
-    if args.insecure_loopback {
-        config.insecure_loopback = InsecureLoopback::allow_for_local_testing();
-    }
-    let client = AscendClient::new(config)?;
-    let org = client.connect(Connection {
-        api_base: Url::parse(&credentials.api_base).context("bad api_base")?,
-        token_url: Url::parse(&credentials.token_url).context("bad token_url")?,
-        organization_id: credentials
-            .organization_id
-            .parse()
-            .context("bad organization_id")?,
-        client_id: credentials.client_id.clone(),
-        client_secret: credentials.client_secret,
-    })?;
+    let org = args.client.client()?.connect(connection)?;
     if store.get_practice(&args.practice_id).await?.is_none() {
         org.probe().await.context(
             "the credentials, the Organization-ID or the vendor's enablement do not work",
@@ -96,9 +57,9 @@ pub async fn run(args: SyncArgs) -> Result<()> {
         store
             .upsert_practice(&NewPractice {
                 practice_id: args.practice_id.clone(),
-                organization_id: credentials.organization_id.clone(),
+                organization_id,
                 location_id: args.location_id.map_or(0, |l| l as i64),
-                api_base: credentials.api_base.clone(),
+                api_base,
                 sync_interval_minutes: store::DEFAULT_SYNC_INTERVAL_MINUTES,
             })
             .await?;

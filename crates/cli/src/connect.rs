@@ -1,0 +1,84 @@
+//! What the subcommands that talk to Ascend share: the client's settings
+//! and reading a credentials file.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use ascend_client::{AscendClient, ClientConfig, Connection, InsecureLoopback};
+use clap::Args;
+use secrecy::SecretString;
+use serde::Deserialize;
+use url::Url;
+
+/// The client's settings on the command line.
+#[derive(Args)]
+pub struct ClientArgs {
+    /// The organization's request budget, in requests per second.
+    #[arg(long, default_value_t = 10)]
+    requests_per_second: u32,
+    /// Allow plain http to a loopback host (the simulator). Never production.
+    #[arg(long)]
+    insecure_loopback: bool,
+}
+
+impl ClientArgs {
+    pub fn client(&self) -> Result<AscendClient> {
+        let mut config = ClientConfig::default();
+        config.requests_per_second = std::num::NonZeroU32::new(self.requests_per_second)
+            .context("--requests-per-second must be at least 1")?;
+        config.burst = config.requests_per_second;
+        if self.insecure_loopback {
+            config.insecure_loopback = InsecureLoopback::allow_for_local_testing();
+        }
+        AscendClient::new(config).context("bad client configuration")
+    }
+}
+
+/// The credentials line printed by `ascend-sync sim`.
+#[derive(Deserialize)]
+struct CredentialsLine {
+    organization_id: String,
+    client_id: String,
+    client_secret: SecretString,
+    api_base: String,
+    token_url: String,
+}
+
+/// Builds a connection from its parts, naming the part that is wrong.
+pub fn connection(
+    organization_id: &str,
+    client_id: String,
+    client_secret: SecretString,
+    api_base: &str,
+    token_url: &str,
+) -> Result<Connection> {
+    Ok(Connection {
+        api_base: Url::parse(api_base).with_context(|| format!("bad API base URL {api_base:?}"))?,
+        token_url: Url::parse(token_url).with_context(|| format!("bad token URL {token_url:?}"))?,
+        organization_id: organization_id
+            .parse()
+            .with_context(|| format!("bad Organization-ID {organization_id:?}"))?,
+        client_id,
+        client_secret,
+    })
+}
+
+/// Reads the first non-empty line of a credentials file: a JSON object with
+/// organization_id, client_id, client_secret, api_base and token_url.
+pub fn read_credentials_file(path: &Path) -> Result<Connection> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read credentials file {}", path.display()))?;
+    let line = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .context("the credentials file is empty")?;
+    let file: CredentialsLine = serde_json::from_str(line)
+        .context("the credentials file's first line is not the expected JSON")?;
+    connection(
+        &file.organization_id,
+        file.client_id,
+        file.client_secret,
+        &file.api_base,
+        &file.token_url,
+    )
+}

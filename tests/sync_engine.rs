@@ -539,3 +539,67 @@ async fn replay_rebuilds_the_tables_without_an_api_call() -> Result<()> {
     rebuilt.remove().await?;
     fixture.remove().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_or_removed_practice_is_not_synced_and_keeps_its_rows() -> Result<()> {
+    let fixture = Fixture::new(Db::Sqlite, 10, Size::Small).await?;
+    let syncer = fixture.syncer(small_chunks());
+    ensure!(syncer.run_initial(PRACTICE, &fixture.org).await?.complete);
+    fixture
+        .sim
+        .mutate(
+            0,
+            &MutateRequest {
+                resource: None,
+                creates: 10,
+                updates: 10,
+                deletes: 0,
+                seed: 3,
+            },
+        )
+        .await?;
+    for status in [
+        store::PracticeStatus::Paused,
+        store::PracticeStatus::Removed,
+    ] {
+        fixture
+            .store
+            .store
+            .set_practice_status(PRACTICE, status, Some("by the test"))
+            .await?;
+        fixture.sim.reset_counters().await?;
+        let refused = syncer.run_incremental(PRACTICE, &fixture.org).await;
+        ensure!(
+            matches!(refused, Err(worker::SyncError::NotSyncable { .. })),
+            "{status}: {refused:?}"
+        );
+        ensure!(
+            syncer.run_initial(PRACTICE, &fixture.org).await.is_err(),
+            "{status}: initial sync ran"
+        );
+        let counters = fixture.sim.counters(0).await?;
+        ensure!(
+            counters.calls.values().sum::<u64>() == 0,
+            "{status}: the API was called: {counters:?}"
+        );
+        let practice = fixture
+            .store
+            .store
+            .get_practice(PRACTICE)
+            .await?
+            .context("practice vanished")?;
+        ensure!(
+            practice.status == status,
+            "{status}: the status was changed to {:?}",
+            practice.status
+        );
+    }
+    // Landed rows are kept as they were.
+    let patients = fixture
+        .store
+        .store
+        .landed_records(PRACTICE, store::Table::Patients)
+        .await?;
+    ensure!(!patients.is_empty(), "rows were removed");
+    fixture.remove().await
+}

@@ -18,6 +18,11 @@ pub enum SyncError {
     /// A page's landing task died (the runtime is shutting down).
     #[error("landing a page was interrupted: {0}; the page is fetched again on the next attempt")]
     Interrupted(String),
+    /// The practice is paused or removed: nothing is synced for it.
+    #[error(
+        "practice {practice_id:?} is {status}: it is not synced until someone enables or reconnects it"
+    )]
+    NotSyncable { practice_id: String, status: String },
     /// The practice is not known to the store.
     #[error("practice {0:?} is not registered; add it first")]
     UnknownPractice(String),
@@ -39,7 +44,9 @@ impl SyncError {
             SyncError::Archive(_) => "archive",
             SyncError::Plan(_) => "plan",
             SyncError::Interrupted(_) => "interrupted",
-            SyncError::UnknownPractice(_) | SyncError::NoWatermark { .. } => "state",
+            SyncError::UnknownPractice(_)
+            | SyncError::NoWatermark { .. }
+            | SyncError::NotSyncable { .. } => "state",
         }
     }
 

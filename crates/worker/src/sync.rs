@@ -178,12 +178,23 @@ impl Syncer {
         }
     }
 
+    /// The practice's scope, if it may be synced: a paused or removed
+    /// practice is never asked for again (its data stays as it is).
     async fn scope(&self, practice_id: &str) -> Result<Scope, SyncError> {
         let practice = self
             .store
             .get_practice(practice_id)
             .await?
             .ok_or_else(|| SyncError::UnknownPractice(practice_id.to_owned()))?;
+        if matches!(
+            practice.status,
+            PracticeStatus::Paused | PracticeStatus::Removed
+        ) {
+            return Err(SyncError::NotSyncable {
+                practice_id: practice_id.to_owned(),
+                status: practice.status.to_string(),
+            });
+        }
         Ok(Scope {
             location_id: u64::try_from(practice.location_id).ok().filter(|l| *l > 0),
         })
@@ -373,6 +384,7 @@ impl Syncer {
         practice_id: &str,
         org: &OrgClient,
     ) -> Result<InitialReport, SyncError> {
+        self.scope(practice_id).await?;
         self.store
             .set_practice_status(practice_id, PracticeStatus::InitialSync, None)
             .await?;

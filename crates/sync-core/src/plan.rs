@@ -185,13 +185,75 @@ pub fn whole_priority(resource: Resource) -> i16 {
     }
 }
 
+/// Splits `span` (or every id) into contiguous ranges of at most `target`
+/// records of `base`, by bisection with counts, widened to the whole id
+/// space at both ends. Neighbours are merged while they fit, so a range
+/// counted empty disappears into its neighbour and the cover has no gap.
+async fn bisect<E, F, Fut>(
+    base: &Filter,
+    span: IdRange,
+    total: u64,
+    target: u64,
+    plan: &mut ChunkPlan,
+    count: &mut F,
+) -> Result<Vec<(IdRange, u64)>, E>
+where
+    F: FnMut(Filter) -> Fut,
+    Fut: Future<Output = Result<u64, E>>,
+{
+    let start = if span.from < span.to {
+        span
+    } else {
+        IdRange::ALL
+    };
+    let mut leaves: Vec<(IdRange, u64)> = Vec::new();
+    // Depth-first, left before right, so leaves come out in id order.
+    let mut stack = vec![(start, total)];
+    while let Some((range, n)) = stack.pop() {
+        let split = if n > target { range.split() } else { None };
+        match split {
+            Some((left, right)) => {
+                let left_n = count(base.clone().and(left.filter())).await?;
+                plan.count_calls += 1;
+                stack.push((right, n.saturating_sub(left_n)));
+                stack.push((left, left_n));
+            }
+            None => leaves.push((range, n)),
+        }
+    }
+    let mut merged: Vec<(IdRange, u64)> = Vec::new();
+    for (range, n) in leaves {
+        match merged.last_mut() {
+            Some((last, last_n)) if *last_n + n <= target && last.to == range.from => {
+                last.to = range.to;
+                *last_n += n;
+            }
+            _ => merged.push((range, n)),
+        }
+    }
+    if let Some((first, _)) = merged.first_mut() {
+        first.from = 0;
+    }
+    if let Some((last, _)) = merged.last_mut() {
+        last.to = ID_END;
+    }
+    Ok(merged)
+}
+
 /// Plans one resource. `count(filter)` answers how many records of the
 /// resource match `filter` (the base filter is already part of it).
+///
+/// `span` is where the resource's ids lie as far as the caller knows
+/// (its first id, and one past its last): bisection starts there instead
+/// of the whole 63-bit id space, which saves a count per empty level.
+/// The first and last chunks are still widened to the ends of the id
+/// space, so a record created outside `span` meanwhile is not lost.
 pub async fn plan_resource<E, F, Fut>(
     resource: Resource,
     base: &Filter,
     now: OffsetDateTime,
     target: u64,
+    span: IdRange,
     mut count: F,
 ) -> Result<ChunkPlan, E>
 where
@@ -250,45 +312,37 @@ where
         _ => segments.push((None, whole_priority(resource), total)),
     }
 
+    // The id ranges come from counts of id ranges alone (no date window):
+    // those are the cheap counts, and a windowed segment holds no more of
+    // a range than the range does, so every segment can share them.
+    let mut leaves: Option<Vec<(IdRange, u64)>> = None;
     for (window, priority, segment_total) in segments {
-        let segment_filter = match &window {
-            Some(w) => base.clone().and(w.filter()),
-            None => base.clone(),
+        if segment_total <= target {
+            plan.chunks.push(PlannedChunk {
+                resource,
+                range: IdRange::ALL,
+                window,
+                priority,
+                expected: segment_total,
+            });
+            continue;
+        }
+        let ranges = match &leaves {
+            Some(ranges) => ranges,
+            None => leaves.insert(bisect(base, span, total, target, &mut plan, &mut count).await?),
         };
-        let mut leaves: Vec<(IdRange, u64)> = Vec::new();
-        // Depth-first, left before right, so leaves come out in id order.
-        let mut stack = vec![(IdRange::ALL, segment_total)];
-        while let Some((range, n)) = stack.pop() {
-            let split = if n > target { range.split() } else { None };
-            match split {
-                Some((left, right)) => {
-                    let left_n = count(segment_filter.clone().and(left.filter())).await?;
-                    plan.count_calls += 1;
-                    stack.push((right, n.saturating_sub(left_n)));
-                    stack.push((left, left_n));
-                }
-                None => leaves.push((range, n)),
-            }
-        }
-        // Merge neighbours while they fit: empty ranges disappear into
-        // their neighbours and the segment stays one contiguous cover.
-        let mut merged: Vec<(IdRange, u64)> = Vec::new();
-        for (range, n) in leaves {
-            match merged.last_mut() {
-                Some((last, last_n)) if *last_n + n <= target && last.to == range.from => {
-                    last.to = range.to;
-                    *last_n += n;
-                }
-                _ => merged.push((range, n)),
-            }
-        }
-        for (range, n) in merged {
+        for &(range, n) in ranges.iter() {
             plan.chunks.push(PlannedChunk {
                 resource,
                 range,
                 window: window.clone(),
                 priority,
-                expected: n,
+                // A window's share of the range is not counted: at most n.
+                expected: if window.is_some() {
+                    n.min(segment_total)
+                } else {
+                    n
+                },
             });
         }
     }
@@ -362,6 +416,7 @@ mod tests {
             &Filter::new(),
             now(),
             1000,
+            IdRange::ALL,
             counter(ids),
         )
         .await
@@ -382,6 +437,95 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_known_span_saves_counts_and_still_covers_every_id() {
+        let ids: Vec<(u64, Option<&str>)> = (0..5000u64)
+            .map(|i| (7_000_000_000_000 + i * 37, None))
+            .collect();
+        let span = IdRange {
+            from: 7_000_000_000_000,
+            to: 7_000_000_000_000 + 4999 * 37 + 1,
+        };
+        let whole = plan_resource(
+            Resource::Patients,
+            &Filter::new(),
+            now(),
+            1000,
+            IdRange::ALL,
+            counter(ids.clone()),
+        )
+        .await
+        .unwrap_or_default();
+        let spanned = plan_resource(
+            Resource::Patients,
+            &Filter::new(),
+            now(),
+            1000,
+            span,
+            counter(ids),
+        )
+        .await
+        .unwrap_or_default();
+        assert_eq!(spanned.chunks.iter().map(|c| c.expected).sum::<u64>(), 5000);
+        assert!(spanned.chunks.iter().all(|c| c.expected <= 1000));
+        covers_everything(&spanned.chunks);
+        assert!(
+            spanned.count_calls * 3 < whole.count_calls,
+            "{} count calls with the span, {} without",
+            spanned.count_calls,
+            whole.count_calls
+        );
+    }
+
+    #[tokio::test]
+    async fn large_windows_are_split_by_id_counts_alone() {
+        let ids: Vec<(u64, Option<&str>)> = (0..5000u64)
+            .map(|i| {
+                (
+                    1000 + i,
+                    Some(if i % 2 == 0 {
+                        "2026-11-01"
+                    } else {
+                        "2001-01-01"
+                    }),
+                )
+            })
+            .collect();
+        let dated_counts = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let seen = dated_counts.clone();
+        let mut inner = counter(ids);
+        let plan = plan_resource(
+            Resource::PatientProcedures,
+            &Filter::new(),
+            now(),
+            1000,
+            IdRange {
+                from: 1000,
+                to: 6000,
+            },
+            move |filter: Filter| {
+                if filter.to_string().contains("date") {
+                    seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                inner(filter)
+            },
+        )
+        .await
+        .unwrap_or_default();
+        // The window and the history before it: two dated counts, no more.
+        assert_eq!(dated_counts.load(std::sync::atomic::Ordering::Relaxed), 2);
+        for priority in [PRIORITY_FIRST, PRIORITY_HISTORY] {
+            let chunks: Vec<_> = plan
+                .chunks
+                .iter()
+                .filter(|c| c.priority == priority)
+                .collect();
+            assert!(chunks.len() >= 5, "{chunks:?}");
+            assert!(chunks.iter().all(|c| c.expected <= 1000));
+        }
+        covers_everything(&plan.chunks);
+    }
+
+    #[tokio::test]
     async fn a_small_resource_is_one_chunk_over_every_id() {
         let ids = (1..100u64).map(|i| (i, None)).collect();
         let plan = plan_resource(
@@ -389,6 +533,7 @@ mod tests {
             &Filter::new(),
             now(),
             1000,
+            IdRange::ALL,
             counter(ids),
         )
         .await
@@ -412,6 +557,7 @@ mod tests {
             &Filter::new(),
             now(),
             1000,
+            IdRange::ALL,
             counter(ids),
         )
         .await
@@ -453,6 +599,7 @@ mod tests {
             &Filter::new(),
             now(),
             1000,
+            IdRange::ALL,
             counter(ids),
         )
         .await

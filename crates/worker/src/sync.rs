@@ -281,11 +281,26 @@ impl Syncer {
                     .await?;
             }
             let base = scope.base_filter(resource);
+            let span = match self.id_span(org, resource, &base).await {
+                Ok((span, calls)) => {
+                    report.count_calls += calls;
+                    span
+                }
+                Err(error) if error.class() == "auth" => return Err(error.into()),
+                Err(error) => {
+                    self.store
+                        .set_last_error(practice_id, t, Some(&error.to_string()))
+                        .await?;
+                    report.failures.push((resource, error.to_string()));
+                    continue;
+                }
+            };
             let planned = plan::plan_resource(
                 resource,
                 &base,
                 started,
                 self.config.chunk_target,
+                span,
                 |filter| {
                     let org = org.clone();
                     async move { org.count(resource, &filter).await }
@@ -323,6 +338,47 @@ impl Syncer {
             self.store.set_last_error(practice_id, t, None).await?;
         }
         Ok(report)
+    }
+
+    /// Where a resource's ids lie: its first id (the first keyset page of
+    /// one id) and, when the resource will be split, its last (the last
+    /// offset page of one id). Returns the span and the calls it took; the
+    /// whole id space when the resource is small or empty.
+    async fn id_span(
+        &self,
+        org: &OrgClient,
+        resource: Resource,
+        base: &ascend_client::Filter,
+    ) -> Result<(IdRange, u64), ClientError> {
+        let query = ListQuery {
+            filter: base.clone(),
+            page_size: Some(1),
+            ids_only: true,
+        };
+        let first = org
+            .fetch_page(resource, &query, &ascend_client::Cursor::Start)
+            .await?;
+        let total = first.total.unwrap_or(0);
+        let Some(first_id) = first.records.first().map(|r| r.id.0) else {
+            return Ok((IdRange::ALL, 1));
+        };
+        if total <= self.config.chunk_target {
+            return Ok((IdRange::ALL, 1));
+        }
+        let Ok(last_page) = u32::try_from(total) else {
+            return Ok((IdRange::ALL, 1));
+        };
+        let last = org
+            .fetch_page(resource, &query, &ascend_client::Cursor::Page(last_page))
+            .await?;
+        let span = match last.records.last().map(|r| r.id.0) {
+            Some(last_id) if last_id >= first_id && last_id < plan::ID_END => IdRange {
+                from: first_id,
+                to: last_id + 1,
+            },
+            _ => IdRange::ALL,
+        };
+        Ok((span, 2))
     }
 
     /// Pulls one chunk from its resume point to its end. Each page lands

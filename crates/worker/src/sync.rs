@@ -200,19 +200,21 @@ impl Syncer {
         })
     }
 
-    /// Archives a page, then lands it with its checkpoint.
+    /// Starts archiving, then landing, a page with its checkpoint.
     ///
     /// Both run in a task of their own: if the caller is cancelled (a job's
     /// deadline, a shutdown), the page still completes or fails as a whole,
-    /// and no transaction is left open on a pooled connection.
-    async fn archive_and_land(
+    /// and no transaction is left open on a pooled connection. The caller
+    /// keeps at most one landing in flight per cursor ([`Landing`]), so
+    /// checkpoints commit in page order.
+    fn start_landing(
         &self,
         practice_id: &str,
         page: Page,
         run_id: &str,
         seq: u64,
         checkpoint: Checkpoint,
-    ) -> Result<u64, SyncError> {
+    ) -> Landing {
         let resource = page.resource;
         let records = page.records.len() as u64;
         let (store, archive) = (self.store.clone(), self.archive.clone());
@@ -223,7 +225,7 @@ impl Syncer {
             run_id: run_id.to_owned(),
             seq,
         };
-        let written = tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             if !page.records.is_empty() {
                 let texts: Vec<&str> = page.records.iter().map(|r| r.raw.get()).collect();
                 archive.put_page(&key, &texts).await?;
@@ -233,14 +235,26 @@ impl Syncer {
                 .land_page(&key.practice_id, table(resource), &rows, checkpoint)
                 .await?;
             Ok::<u64, SyncError>(outcome.written)
-        })
-        .await
-        .map_err(|e| SyncError::Interrupted(e.to_string()))??;
+        });
+        Landing {
+            task,
+            practice_id: practice_id.to_owned(),
+            resource,
+            records,
+        }
+    }
+
+    /// Waits for a landing; returns the rows it wrote.
+    async fn finish_landing(&self, landing: Landing) -> Result<u64, SyncError> {
+        let written = landing
+            .task
+            .await
+            .map_err(|e| SyncError::Interrupted(e.to_string()))??;
         if let Some(progress) = &self.progress {
             progress(&Progress {
-                practice_id: practice_id.to_owned(),
-                resource,
-                records,
+                practice_id: landing.practice_id,
+                resource: landing.resource,
+                records: landing.records,
             });
         }
         Ok(written)
@@ -287,6 +301,18 @@ impl Syncer {
                     span
                 }
                 Err(error) if error.class() == "auth" => return Err(error.into()),
+                Err(error) if error.class() == "not_offered" => {
+                    // Nothing to pull: planned as empty, so the initial sync
+                    // can complete; incremental cycles keep asking (one call)
+                    // and record the error until the vendor offers it.
+                    self.store
+                        .set_expected_count(practice_id, t, Some(0))
+                        .await?;
+                    self.store
+                        .set_last_error(practice_id, t, Some(&error.to_string()))
+                        .await?;
+                    continue;
+                }
                 Err(error) => {
                     self.store
                         .set_last_error(practice_id, t, Some(&error.to_string()))
@@ -413,22 +439,47 @@ impl Syncer {
             .map(AscendId);
         let mut pager = org.keyset(resource, self.query(filter), after);
         let run_id = format!("{}-c{}", new_run_id(), chunk.chunk_id);
-        while let Some(page) = pager.next_page().await? {
-            let done = pager.is_done();
-            let checkpoint = Checkpoint::Chunk {
-                chunk_id: chunk.chunk_id,
-                after_id: page.records.last().and_then(|r| i64::try_from(r.id.0).ok()),
-                done,
-            };
-            let fetched = page.records.len() as u64;
-            report.written += self
-                .archive_and_land(practice_id, page, &run_id, report.pages, checkpoint)
-                .await?;
-            report.pages += 1;
-            report.fetched += fetched;
-            report.done = done;
+        // The next page is fetched while the previous one lands: the API's
+        // latency and the database's overlap. Landings stay in page order.
+        let mut landing: Option<Landing> = None;
+        let result: Result<(), SyncError> = async {
+            while let Some(page) = pager.next_page().await? {
+                let done = pager.is_done();
+                let checkpoint = Checkpoint::Chunk {
+                    chunk_id: chunk.chunk_id,
+                    after_id: page.records.last().and_then(|r| i64::try_from(r.id.0).ok()),
+                    done,
+                };
+                if let Some(previous) = landing.take() {
+                    report.written += self.finish_landing(previous).await?;
+                }
+                report.pages += 1;
+                report.fetched += page.records.len() as u64;
+                report.done = done;
+                landing = Some(self.start_landing(
+                    practice_id,
+                    page,
+                    &run_id,
+                    report.pages - 1,
+                    checkpoint,
+                ));
+            }
+            Ok(())
         }
-        Ok(report)
+        .await;
+        // A page already fetched still lands, even when the next fetch
+        // failed: its rows and cursor are good.
+        let last = match landing.take() {
+            Some(last) => self.finish_landing(last).await,
+            None => Ok(0),
+        };
+        match (result, last) {
+            (Ok(()), Ok(written)) => {
+                report.written += written;
+                Ok(report)
+            }
+            (Err(error), _) | (Ok(()), Err(error)) => Err(error),
+        }
     }
 
     /// Runs the initial sync to the end: plans what is not planned, pulls
@@ -493,14 +544,31 @@ impl Syncer {
                 .await?;
             return Err(error);
         }
-        report.complete =
-            report.failures.is_empty() && self.store.pending_chunks(practice_id).await?.is_empty();
-        if report.complete {
-            for &resource in Resource::ALL {
-                self.store
-                    .set_sync_phase(practice_id, table(resource), SyncPhase::Incremental)
-                    .await?;
-            }
+        report.complete = report.failures.is_empty() && self.finish_initial(practice_id).await?;
+        Ok(report)
+    }
+
+    /// Ends a practice's initial sync if it is complete: every resource
+    /// planned and every chunk done. Then its resources turn incremental
+    /// and the practice active. Returns whether it is complete; calling it
+    /// again is harmless (the last chunks of a fleet may race here).
+    pub async fn finish_initial(&self, practice_id: &str) -> Result<bool, SyncError> {
+        let states = self.store.list_sync_states(practice_id).await?;
+        let planned = Resource::ALL.iter().all(|&resource| {
+            states
+                .iter()
+                .any(|s| s.table == table(resource) && s.expected_count.is_some())
+        });
+        if !planned || !self.store.pending_chunks(practice_id).await?.is_empty() {
+            return Ok(false);
+        }
+        for &resource in Resource::ALL {
+            self.store
+                .set_sync_phase(practice_id, table(resource), SyncPhase::Incremental)
+                .await?;
+        }
+        let practice = self.store.get_practice(practice_id).await?;
+        if practice.is_some_and(|p| p.status == PracticeStatus::InitialSync) {
             self.store
                 .set_practice_status(practice_id, PracticeStatus::Active, None)
                 .await?;
@@ -508,7 +576,7 @@ impl Syncer {
                 .mark_success(practice_id, OffsetDateTime::now_utc())
                 .await?;
         }
-        Ok(report)
+        Ok(true)
     }
 
     /// One incremental pass over one resource: everything changed since the
@@ -559,9 +627,8 @@ impl Syncer {
                     Checkpoint::None
                 };
                 let fetched = page.records.len() as u64;
-                outcome.written += self
-                    .archive_and_land(practice_id, page, run_id, outcome.pages, checkpoint)
-                    .await?;
+                let landing = self.start_landing(practice_id, page, run_id, outcome.pages, checkpoint);
+                outcome.written += self.finish_landing(landing).await?;
                 outcome.pages += 1;
                 outcome.fetched += fetched;
             }
@@ -666,6 +733,14 @@ impl Syncer {
         }
         Ok(report)
     }
+}
+
+/// A page being archived and landed in a task of its own.
+struct Landing {
+    task: tokio::task::JoinHandle<Result<u64, SyncError>>,
+    practice_id: String,
+    resource: Resource,
+    records: u64,
 }
 
 fn landed_row<'a>(

@@ -105,12 +105,14 @@ pub const RESOURCES: [&str; 11] = [
     "transactions",
 ];
 
-/// How much data each organization holds: about 5,000 records (small),
-/// 100,000 (medium) or 1,000,000 (large), in realistic ratios (large:
-/// ~60k patients, 300k appointments, 450k procedures, 150k transactions).
+/// How much data each organization holds: about 250 records (tiny: fleets
+/// of many practices in tests), 5,000 (small), 100,000 (medium) or
+/// 1,000,000 (large), in realistic ratios (large: ~60k patients, 300k
+/// appointments, 450k procedures, 150k transactions).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Size {
+    Tiny,
     Small,
     Medium,
     Large,
@@ -118,7 +120,7 @@ pub enum Size {
 
 /// A size name other than `small`, `medium` or `large`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown size '{0}': expected small, medium or large")]
+#[error("unknown size '{0}': expected tiny, small, medium or large")]
 pub struct ParseSizeError(pub String);
 
 impl FromStr for Size {
@@ -126,6 +128,7 @@ impl FromStr for Size {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim().to_ascii_lowercase().as_str() {
+            "tiny" => Ok(Size::Tiny),
             "small" => Ok(Size::Small),
             "medium" => Ok(Size::Medium),
             "large" => Ok(Size::Large),
@@ -137,6 +140,7 @@ impl FromStr for Size {
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Size::Tiny => "tiny",
             Size::Small => "small",
             Size::Medium => "medium",
             Size::Large => "large",
@@ -305,7 +309,7 @@ mod tests {
 
     #[test]
     fn size_parses_and_displays() {
-        for s in [Size::Small, Size::Medium, Size::Large] {
+        for s in [Size::Tiny, Size::Small, Size::Medium, Size::Large] {
             assert_eq!(s.to_string().parse::<Size>(), Ok(s));
         }
         assert_eq!("LARGE".parse::<Size>(), Ok(Size::Large));

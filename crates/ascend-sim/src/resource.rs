@@ -120,6 +120,7 @@ pub(crate) fn counts(size: Size, org_seed: u64) -> ([u64; RESOURCE_COUNT], u64) 
     // (locations lo..=hi, providers lo..=hi, operatories per location,
     //  carriers, divisor of the large volumes)
     let (loc_lo, loc_hi, prov_lo, prov_hi, ops_per_loc, carriers, div) = match size {
+        Size::Tiny => (1, 2, 3, 5, 2, 10, 5000),
         Size::Small => (2, 3, 5, 9, 3, 40, 200),
         Size::Medium => (2, 4, 12, 25, 4, 150, 10),
         Size::Large => (2, 4, 30, 60, 6, 300, 1),
@@ -156,6 +157,8 @@ mod tests {
         assert_eq!(Resource::from_path("patient"), None);
         let total = |s| counts(s, 42).0.iter().sum::<u64>();
         let (small, medium, large) = (total(Size::Small), total(Size::Medium), total(Size::Large));
+        let tiny = total(Size::Tiny);
+        assert!((150..400).contains(&tiny), "tiny {tiny}");
         assert!((4_000..8_000).contains(&small), "small {small}");
         assert!((80_000..130_000).contains(&medium), "medium {medium}");
         assert!((900_000..1_300_000).contains(&large), "large {large}");

@@ -11,9 +11,12 @@
 //! - [`watermark`]: the incremental sync's `lastModified` watermark, its
 //!   overlap, and how it moves.
 //! - [`replay`]: reading archived records back into landable rows.
+//! - [`schedule`]: when jobs run: the scheduler's spread, first due times
+//!   and the worker's retry backoff.
 
 pub mod plan;
 pub mod replay;
+pub mod schedule;
 pub mod scope;
 pub mod watermark;
 

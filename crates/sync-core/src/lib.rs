@@ -11,11 +11,14 @@
 //! - [`watermark`]: the incremental sync's `lastModified` watermark, its
 //!   overlap, and how it moves.
 //! - [`replay`]: reading archived records back into landable rows.
+//! - [`staleness`]: when a practice's copy counts as stale.
 
 pub mod plan;
 pub mod replay;
 pub mod scope;
+pub mod staleness;
 pub mod watermark;
 
 pub use plan::{ChunkPlan, ChunkWindow, IdRange, PlannedChunk};
 pub use scope::Scope;
+pub use staleness::{Staleness, staleness};

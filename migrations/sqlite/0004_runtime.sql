@@ -9,10 +9,9 @@ ALTER TABLE practices ADD COLUMN next_sync_at    TEXT;
 ALTER TABLE practices ADD COLUMN inflight_job_id TEXT;
 ALTER TABLE practices ADD COLUMN inflight_until  TEXT;
 
--- "The schedulable practices, oldest due first".
-CREATE INDEX practices_due_idx
-    ON practices (next_sync_at)
-    WHERE status IN ('active', 'initial_sync');
+-- No index on next_sync_at: a tick reads the practices table whole (one
+-- row per practice location: thousands at most), and an index on a
+-- column every claim updates would cost each claim an index write.
 
 -- Leases: keys like practice:{id} and chunk:{chunk_id}. A lease past
 -- expires_at is free; only its holder renews or releases it.

@@ -17,6 +17,7 @@ use crate::{
 on_both_backends!(
     claims_take_due_practices_once_and_keep_their_phase,
     claims_take_the_oldest_due_first_up_to_the_limit,
+    claims_keep_the_phase_of_sub_second_due_times,
     only_the_claiming_job_releases_or_extends_its_claim,
     next_sync_time_is_set_and_unknown_practices_are_named,
     force_enqueues_folds_or_refuses,
@@ -164,6 +165,35 @@ async fn claims_take_the_oldest_due_first_up_to_the_limit(store: Store) {
         .await
         .expect("claims");
     assert!(third.is_empty());
+}
+
+/// SQLite computes the next due time with its date functions (to the
+/// millisecond): the phase survives real clock readings on both backends.
+async fn claims_keep_the_phase_of_sub_second_due_times(store: Store) {
+    let due_at = datetime!(2026-03-04 09:59:58.123456 UTC);
+    let now = datetime!(2026-03-04 10:00:00.654321 UTC);
+    register(&store, "p", PracticeStatus::Active, Some(due_at)).await;
+    let due = store
+        .claim_due_practices(now, 10, CLAIM, "t")
+        .await
+        .expect("claims");
+    assert_eq!(ids(&due), ["p"]);
+    let next = due[0].next_sync_at;
+    let want = due_at + Duration::minutes(15);
+    assert!(
+        (next - want).abs() < Duration::milliseconds(1),
+        "next due {next}, want {want}"
+    );
+    assert_eq!(
+        store.inflight_job("p").await.expect("reads"),
+        Some(("t:p".to_owned(), now + CLAIM))
+    );
+    // Not due again until that time.
+    let early = store
+        .claim_due_practices(want - Duration::milliseconds(5), 10, CLAIM, "t2")
+        .await
+        .expect("claims");
+    assert!(early.is_empty(), "{early:?}");
 }
 
 async fn only_the_claiming_job_releases_or_extends_its_claim(store: Store) {

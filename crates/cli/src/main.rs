@@ -4,6 +4,8 @@
 mod connect;
 mod data;
 mod demo;
+// Runtime helper (runtime-store): `history` and `status`.
+mod history;
 mod pull;
 mod sim;
 mod sync_cmd;
@@ -53,6 +55,11 @@ enum Command {
     Migrate(data::MigrateArgs),
     /// Rebuild a practice's tables from the raw archive, without API calls.
     Replay(data::ReplayArgs),
+    // ---- runtime-store: history and status (the lead reconciles) ----
+    /// Show the sync history: one line per attempt, newest first.
+    History(history::HistoryArgs),
+    /// Show every practice: status, freshness, next due, job in flight.
+    Status(history::StatusArgs),
 }
 
 fn init_tracing(format: LogFormat) {
@@ -82,6 +89,9 @@ fn main() -> Result<()> {
             Command::Sync(args) => sync_cmd::run(args).await,
             Command::Migrate(args) => data::migrate(args).await,
             Command::Replay(args) => data::replay(args).await,
+            // runtime-store
+            Command::History(args) => history::history(args).await,
+            Command::Status(args) => history::status(args).await,
         }
     })
 }

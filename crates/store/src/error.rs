@@ -86,6 +86,27 @@ pub enum StoreError {
         practice_id: String,
     },
 
+    /// A call named a sync run that was never started.
+    #[error(
+        "sync run {run_id:?} was never started (start_run); nothing was written. This is a bug \
+         in the caller"
+    )]
+    UnknownRun {
+        /// The run named.
+        run_id: String,
+    },
+
+    /// A time given to the store is outside what it can hold (years 1 to
+    /// 9999), or a time computed from it is.
+    #[error(
+        "the {what} is outside the years 1 to 9999 the store can hold; nothing was written. \
+         This is a bug in the caller"
+    )]
+    InvalidTime {
+        /// Which time.
+        what: &'static str,
+    },
+
     /// A checkpoint named a chunk that does not exist.
     #[error(
         "sync chunk {chunk_id} does not exist; nothing of this page was written. The initial \

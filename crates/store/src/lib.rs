@@ -23,10 +23,12 @@
 mod db_time;
 mod error;
 mod extract;
+mod history;
 mod landing;
 mod model;
 mod readback;
 mod rows;
+mod runtime;
 pub mod spec;
 mod store;
 
@@ -35,11 +37,16 @@ mod tests;
 
 pub use error::{Backend, StoreError};
 pub use extract::Value;
+pub use history::{
+    HistoryQuery, MAX_ERROR_CHARS, MAX_RESOURCE_ERROR_CHARS, NewRun, PracticeOverview,
+    ResourceCounts, RunEnd, RunRecord, RunSummary,
+};
 pub use model::{
     Checkpoint, Chunk, ChunkStatus, DEFAULT_SYNC_INTERVAL_MINUTES, LandOutcome, LandedRow,
-    NewChunk, NewPractice, Practice, PracticeStatus, SYNC_INTERVALS_MINUTES, SyncPhase, SyncState,
-    UnknownValue,
+    NewChunk, NewPractice, Practice, PracticeStatus, RunState, SYNC_INTERVALS_MINUTES, SyncPhase,
+    SyncState, UnknownValue,
 };
 pub use readback::LandedRecord;
+pub use runtime::{DuePractice, ForceDecision, chunk_lease_key, practice_lease_key};
 pub use spec::{Kind, Table, UnknownTable};
 pub use store::Store;

@@ -98,6 +98,27 @@ text_enum!(
     }
 );
 
+text_enum!(
+    /// The state of one attempt of a job (`sync_runs.status`). Stored as
+    /// text, with a CHECK on these values.
+    RunState, "run state", {
+        /// Started, not finished (or its worker died).
+        Running => "running",
+        /// Every resource synced.
+        Succeeded => "succeeded",
+        /// Some resources synced, some failed.
+        Partial => "partial",
+        /// Nothing synced; not retried.
+        Failed => "failed",
+        /// This attempt failed; the job will be tried again.
+        Retrying => "retrying",
+        /// The job was given up; its message is in the dead-letter queue.
+        DeadLettered => "dead_lettered",
+        /// Nothing to do (e.g. the job no longer held the practice's claim).
+        Skipped => "skipped",
+    }
+);
+
 /// The sync intervals a practice may have, in minutes.
 pub const SYNC_INTERVALS_MINUTES: [i16; 7] = [2, 5, 10, 15, 30, 45, 60];
 /// The standard sync interval, in minutes.

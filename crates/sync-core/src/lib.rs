@@ -13,12 +13,15 @@
 //! - [`replay`]: reading archived records back into landable rows.
 //! - [`schedule`]: when jobs run: the scheduler's spread, first due times
 //!   and the worker's retry backoff.
+//! - [`staleness`]: when a practice's copy counts as stale.
 
 pub mod plan;
 pub mod replay;
 pub mod schedule;
 pub mod scope;
+pub mod staleness;
 pub mod watermark;
 
 pub use plan::{ChunkPlan, ChunkWindow, IdRange, PlannedChunk};
 pub use scope::Scope;
+pub use staleness::{Staleness, staleness};

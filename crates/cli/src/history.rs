@@ -1,0 +1,677 @@
+//! `ascend-sync history` (the sync history: one line per attempt) and
+//! `ascend-sync status` (every practice: schedule, freshness, claim).
+//! Both read the store only; neither needs the API or credentials.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use serde_json::json;
+use store::{HistoryQuery, PracticeOverview, PracticeStatus, RunRecord, Store};
+use sync_core::staleness::{Staleness, staleness};
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
+
+/// Where the history lives.
+#[derive(Args)]
+pub struct HistoryArgs {
+    /// `postgres://...` (production: RDS) or `sqlite:PATH` (embedded).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// Only this practice's runs.
+    #[arg(long)]
+    practice: Option<String>,
+    /// Only failed, partial, retrying and dead-lettered runs.
+    #[arg(long)]
+    failed: bool,
+    /// Only runs started since then: `30m`, `24h`, `7d` ago, or an RFC 3339
+    /// time (`2026-03-04T10:00:00Z`).
+    #[arg(long, value_parser = parse_since)]
+    since: Option<Since>,
+    /// At most this many runs, newest first.
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+    /// One JSON object a line instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Where the practices live.
+#[derive(Args)]
+pub struct StatusArgs {
+    /// `postgres://...` (production: RDS) or `sqlite:PATH` (embedded).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// One JSON object a line instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The start of a history window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    /// This long before now.
+    Ago(Duration),
+    /// This instant.
+    At(OffsetDateTime),
+}
+
+impl Since {
+    fn resolve(self, now: OffsetDateTime) -> OffsetDateTime {
+        match self {
+            Since::Ago(ago) => now - ago,
+            Since::At(at) => at,
+        }
+    }
+}
+
+/// `30m`, `24h`, `7d` (also `90s`), or an RFC 3339 time.
+fn parse_since(text: &str) -> Result<Since, String> {
+    let text = text.trim();
+    let unit_at = text.len().saturating_sub(1);
+    if let (Some(number), Some(unit)) = (text.get(..unit_at), text.get(unit_at..))
+        && !number.is_empty()
+        && number.bytes().all(|b| b.is_ascii_digit())
+    {
+        let n: i64 = number
+            .parse()
+            .map_err(|_| format!("{text:?}: the number is too large"))?;
+        let ago = match unit {
+            "s" => Duration::seconds(n),
+            "m" => Duration::minutes(n.min(i64::MAX / 60)),
+            "h" => Duration::hours(n.min(i64::MAX / 3_600)),
+            "d" => Duration::days(n.min(i64::MAX / 86_400)),
+            _ => return Err(since_error(text)),
+        };
+        if ago > Duration::days(36_500) {
+            return Err(format!("{text:?} reaches back more than 100 years"));
+        }
+        return Ok(Since::Ago(ago));
+    }
+    OffsetDateTime::parse(text, &Rfc3339)
+        .map(Since::At)
+        .map_err(|_| since_error(text))
+}
+
+fn since_error(text: &str) -> String {
+    format!(
+        "{text:?} is neither a duration (30m, 24h, 7d) nor an RFC 3339 time \
+         (2026-03-04T10:00:00Z)"
+    )
+}
+
+async fn connect(url: &str) -> Result<Store> {
+    Store::connect(url)
+        .await
+        .context("cannot connect to the database")
+}
+
+/// `ascend-sync history`.
+pub async fn history(args: HistoryArgs) -> Result<()> {
+    let store = connect(&args.database_url).await?;
+    let now = OffsetDateTime::now_utc();
+    let query = HistoryQuery {
+        practice_id: args.practice.clone(),
+        failed_only: args.failed,
+        since: args.since.map(|s| s.resolve(now)),
+        limit: args.limit,
+    };
+    let runs = store
+        .history(&query)
+        .await
+        .context("cannot read the sync history (has `ascend-sync migrate` run?)")?;
+    store.close().await;
+    let text = if args.json {
+        runs.iter()
+            .map(|r| run_json(r).to_string() + "\n")
+            .collect()
+    } else if runs.is_empty() {
+        "no runs match\n".to_owned()
+    } else {
+        history_table(&runs)
+    };
+    write_stdout(&text)
+}
+
+/// `ascend-sync status`.
+pub async fn status(args: StatusArgs) -> Result<()> {
+    let store = connect(&args.database_url).await?;
+    let practices = store
+        .practice_overview()
+        .await
+        .context("cannot read the practices (has `ascend-sync migrate` run?)")?;
+    store.close().await;
+    let now = OffsetDateTime::now_utc();
+    let text = if args.json {
+        practices
+            .iter()
+            .map(|p| overview_json(p, now).to_string() + "\n")
+            .collect()
+    } else if practices.is_empty() {
+        "no practices registered\n".to_owned()
+    } else {
+        status_table(&practices, now)
+    };
+    write_stdout(&text)
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+fn write_stdout(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("cannot write to stdout"),
+    }
+}
+
+// ---- formatting -------------------------------------------------------------
+
+/// `45s`, `3m05s`, `2h07m`, `1d03h` (the sign is dropped).
+fn format_duration(d: Duration) -> String {
+    let s = d.whole_seconds().unsigned_abs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3_600 => format!("{}m{:02}s", s / 60, s % 60),
+        3_600..86_400 => format!("{}h{:02}m", s / 3_600, s % 3_600 / 60),
+        _ => format!("{}d{:02}h", s / 86_400, s % 86_400 / 3_600),
+    }
+}
+
+/// `2026-03-04 10:00:00Z` (UTC, to the second).
+fn format_time(at: OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
+}
+
+fn rfc3339(at: OffsetDateTime) -> Option<String> {
+    at.format(&Rfc3339).ok()
+}
+
+/// The first non-empty line of `text`, at most `max` characters (the last
+/// one `…` when cut).
+fn first_line(text: &str, max: usize) -> String {
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    if line.chars().count() <= max {
+        return line.to_owned();
+    }
+    let mut out: String = line.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// Columns padded to their widest cell, two spaces apart; the last column
+/// is not padded.
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            line.push_str(cell);
+            if i + 1 < row.len() {
+                let pad = widths[i].saturating_sub(cell.chars().count());
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn or_dash(value: Option<String>) -> String {
+    value.unwrap_or_else(|| "-".to_owned())
+}
+
+fn history_table(runs: &[RunRecord]) -> String {
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            let error = match (&r.error_class, &r.error_message) {
+                (None, None) => "-".to_owned(),
+                (Some(class), None) => class.clone(),
+                (None, Some(message)) => first_line(message, 100),
+                (Some(class), Some(message)) => format!("{class}: {}", first_line(message, 100)),
+            };
+            vec![
+                format_time(r.started_at),
+                if r.practice_id.is_empty() {
+                    "?".to_owned()
+                } else {
+                    r.practice_id.clone()
+                },
+                r.kind.clone(),
+                r.trigger.clone(),
+                r.attempt.to_string(),
+                r.duration().map_or_else(|| "-".to_owned(), format_duration),
+                r.status.to_string(),
+                match (r.fetched, r.written) {
+                    (None, None) => "-".to_owned(),
+                    (f, w) => format!(
+                        "{}/{}",
+                        or_dash(f.map(|n| n.to_string())),
+                        or_dash(w.map(|n| n.to_string()))
+                    ),
+                },
+                or_dash(r.api_calls.map(|n| n.to_string())),
+                error,
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "STARTED (UTC)",
+            "PRACTICE",
+            "KIND",
+            "TRIGGER",
+            "TRY",
+            "TOOK",
+            "STATUS",
+            "FETCHED/WRITTEN",
+            "API CALLS",
+            "ERROR",
+        ],
+        &rows,
+    )
+}
+
+fn run_json(r: &RunRecord) -> serde_json::Value {
+    json!({
+        "run_id": r.run_id,
+        "job_id": r.job_id,
+        "practice_id": r.practice_id,
+        "kind": r.kind,
+        "trigger": r.trigger,
+        "attempt": r.attempt,
+        "worker": r.worker,
+        "started_at": rfc3339(r.started_at),
+        "ended_at": r.ended_at.and_then(rfc3339),
+        "duration_seconds": r.duration().map(|d| d.as_seconds_f64()),
+        "status": r.status.as_str(),
+        "fetched": r.fetched,
+        "written": r.written,
+        "api_calls": r.api_calls,
+        "bytes": r.bytes,
+        "error_class": r.error_class,
+        "error_message": r.error_message,
+        "resources": r.resources.iter().map(|c| json!({
+            "resource": c.resource,
+            "fetched": c.fetched,
+            "written": c.written,
+            "error_class": c.error_class,
+            "error": c.error,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Whether staleness means anything for a practice in this status (a
+/// paused or removed practice is not expected to be fresh).
+fn expected_fresh(status: PracticeStatus) -> bool {
+    !matches!(status, PracticeStatus::Paused | PracticeStatus::Removed)
+}
+
+fn practice_staleness(p: &PracticeOverview, now: OffsetDateTime) -> Staleness {
+    staleness(
+        p.last_success_at,
+        p.created_at,
+        p.sync_interval_minutes,
+        now,
+    )
+}
+
+/// `now`, `in 4m00s`, `overdue 2m10s`.
+fn format_due(next: Option<OffsetDateTime>, now: OffsetDateTime) -> String {
+    match next {
+        None => "now".to_owned(),
+        Some(at) if at > now => format!("in {}", format_duration(at - now)),
+        Some(at) if now - at < Duration::seconds(1) => "now".to_owned(),
+        Some(at) => format!("overdue {}", format_duration(now - at)),
+    }
+}
+
+/// The claiming job while its claim is live.
+fn live_claim(p: &PracticeOverview, now: OffsetDateTime) -> Option<&str> {
+    match (&p.inflight_job_id, p.inflight_until) {
+        (Some(job), Some(until)) if until > now => Some(job.as_str()),
+        _ => None,
+    }
+}
+
+fn status_table(practices: &[PracticeOverview], now: OffsetDateTime) -> String {
+    let rows: Vec<Vec<String>> = practices
+        .iter()
+        .map(|p| {
+            let fresh = practice_staleness(p, now);
+            let age = match fresh.age {
+                Some(age) => format!("{} ago", format_duration(age)),
+                None => "never".to_owned(),
+            };
+            let marker = if fresh.stale && expected_fresh(p.status) {
+                "STALE"
+            } else {
+                ""
+            };
+            let last_run = p.last_run.as_ref().map(|r| {
+                let mut text = format!("{} {} ago", r.status, format_duration(now - r.started_at));
+                if let Some(class) = &r.error_class {
+                    text.push_str(&format!(" ({class})"));
+                }
+                text
+            });
+            let due = if expected_fresh(p.status) {
+                format_due(p.next_sync_at, now)
+            } else {
+                "-".to_owned()
+            };
+            vec![
+                p.practice_id.clone(),
+                p.status.to_string(),
+                format!("{}m", p.sync_interval_minutes),
+                p.last_success_at
+                    .map_or_else(|| "-".to_owned(), format_time),
+                age,
+                marker.to_owned(),
+                due,
+                or_dash(live_claim(p, now).map(str::to_owned)),
+                or_dash(last_run),
+                or_dash(p.status_detail.as_deref().map(|d| first_line(d, 100))),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "PRACTICE",
+            "STATUS",
+            "EVERY",
+            "LAST SUCCESS (UTC)",
+            "AGE",
+            "",
+            "NEXT DUE",
+            "IN FLIGHT",
+            "LAST RUN",
+            "DETAIL",
+        ],
+        &rows,
+    )
+}
+
+fn overview_json(p: &PracticeOverview, now: OffsetDateTime) -> serde_json::Value {
+    let fresh = practice_staleness(p, now);
+    json!({
+        "practice_id": p.practice_id,
+        "status": p.status.as_str(),
+        "status_detail": p.status_detail,
+        "sync_interval_minutes": p.sync_interval_minutes,
+        "last_success_at": p.last_success_at.and_then(rfc3339),
+        "age_seconds": fresh.age.map(|a| a.whole_seconds()),
+        "stale": fresh.stale && expected_fresh(p.status),
+        "next_sync_at": p.next_sync_at.and_then(rfc3339),
+        "inflight_job_id": live_claim(p, now),
+        "inflight_until": p.inflight_until.and_then(rfc3339),
+        "last_run": p.last_run.as_ref().map(|r| json!({
+            "run_id": r.run_id,
+            "status": r.status.as_str(),
+            "started_at": rfc3339(r.started_at),
+            "ended_at": r.ended_at.and_then(rfc3339),
+            "error_class": r.error_class,
+        })),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use store::{RunState, RunSummary};
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-03-04 12:00 UTC);
+
+    #[test]
+    fn since_accepts_durations_and_times() {
+        assert_eq!(parse_since("30m"), Ok(Since::Ago(Duration::minutes(30))));
+        assert_eq!(parse_since("24h"), Ok(Since::Ago(Duration::hours(24))));
+        assert_eq!(parse_since(" 7d "), Ok(Since::Ago(Duration::days(7))));
+        assert_eq!(parse_since("90s"), Ok(Since::Ago(Duration::seconds(90))));
+        assert_eq!(
+            parse_since("2026-03-04T10:00:00Z"),
+            Ok(Since::At(datetime!(2026-03-04 10:00 UTC)))
+        );
+        assert_eq!(
+            parse_since("2026-03-04T10:00:00+02:00").map(|s| s.resolve(NOW)),
+            Ok(datetime!(2026-03-04 08:00 UTC))
+        );
+        assert_eq!(
+            parse_since("24h").map(|s| s.resolve(NOW)),
+            Ok(datetime!(2026-03-03 12:00 UTC))
+        );
+    }
+
+    #[test]
+    fn since_rejects_other_text() {
+        for bad in [
+            "",
+            "h",
+            "24",
+            "24x",
+            "-3h",
+            "1.5h",
+            "yesterday",
+            "2026-03-04",
+            "99999999999999999999d",
+            "40000d",
+        ] {
+            let err = parse_since(bad).expect_err(bad);
+            assert!(!err.is_empty(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_read_at_a_glance() {
+        assert_eq!(format_duration(Duration::ZERO), "0s");
+        assert_eq!(format_duration(Duration::seconds(45)), "45s");
+        assert_eq!(format_duration(Duration::seconds(185)), "3m05s");
+        assert_eq!(format_duration(Duration::minutes(127)), "2h07m");
+        assert_eq!(format_duration(Duration::hours(27)), "1d03h");
+        assert_eq!(format_duration(Duration::seconds(-45)), "45s");
+    }
+
+    #[test]
+    fn times_and_first_lines() {
+        assert_eq!(
+            format_time(datetime!(2026-03-04 10:05:09.999 +02:00)),
+            "2026-03-04 08:05:09Z"
+        );
+        assert_eq!(first_line("\n  boom: 503\nsecond line", 80), "boom: 503");
+        assert_eq!(first_line("abcdef", 4), "abc…");
+        assert_eq!(first_line("", 4), "");
+    }
+
+    #[test]
+    fn tables_align_columns() {
+        let text = table(
+            &["A", "LONGER", "C"],
+            &[
+                vec!["xyz".into(), "1".into(), "last".into()],
+                vec!["q".into(), "".into(), "".into()],
+            ],
+        );
+        assert_eq!(text, "A    LONGER  C\nxyz  1       last\nq\n");
+    }
+
+    #[test]
+    fn due_times_are_relative() {
+        assert_eq!(format_due(None, NOW), "now");
+        assert_eq!(
+            format_due(Some(NOW + Duration::minutes(4)), NOW),
+            "in 4m00s"
+        );
+        assert_eq!(format_due(Some(NOW), NOW), "now");
+        assert_eq!(
+            format_due(Some(NOW - Duration::seconds(130)), NOW),
+            "overdue 2m10s"
+        );
+    }
+
+    fn overview(
+        id: &str,
+        status: PracticeStatus,
+        last_success: Option<OffsetDateTime>,
+    ) -> PracticeOverview {
+        PracticeOverview {
+            practice_id: id.to_owned(),
+            status,
+            status_detail: None,
+            sync_interval_minutes: 15,
+            created_at: NOW - Duration::days(30),
+            last_success_at: last_success,
+            next_sync_at: Some(NOW + Duration::minutes(4)),
+            inflight_job_id: None,
+            inflight_until: None,
+            last_run: None,
+        }
+    }
+
+    fn line_of<'a>(text: &'a str, id: &str) -> &'a str {
+        text.lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("no line for {id} in\n{text}"))
+    }
+
+    #[test]
+    fn status_marks_stale_practices_that_should_be_fresh() {
+        let mut auth = overview(
+            "auth",
+            PracticeStatus::AuthFailed,
+            Some(NOW - Duration::hours(3)),
+        );
+        auth.status_detail = Some("Ascend refused the client secret (401)\nrotate it".to_owned());
+        let mut fresh = overview(
+            "fresh",
+            PracticeStatus::Active,
+            Some(NOW - Duration::minutes(10)),
+        );
+        fresh.inflight_job_id = Some("tick-9:fresh".to_owned());
+        fresh.inflight_until = Some(NOW + Duration::minutes(5));
+        fresh.last_run = Some(RunSummary {
+            run_id: "r".to_owned(),
+            status: RunState::Succeeded,
+            started_at: NOW - Duration::minutes(11),
+            ended_at: Some(NOW - Duration::minutes(10)),
+            error_class: None,
+        });
+        let paused = overview(
+            "paused",
+            PracticeStatus::Paused,
+            Some(NOW - Duration::days(3)),
+        );
+        let mut expired = overview(
+            "expired",
+            PracticeStatus::Active,
+            Some(NOW - Duration::minutes(40)),
+        );
+        expired.inflight_job_id = Some("old-job".to_owned());
+        expired.inflight_until = Some(NOW - Duration::minutes(1));
+        let text = status_table(&[auth, fresh, paused, expired], NOW);
+
+        let auth = line_of(&text, "auth");
+        assert!(auth.contains("STALE"), "{auth}");
+        assert!(auth.contains("3h00m ago"), "{auth}");
+        assert!(
+            auth.contains("Ascend refused the client secret (401)"),
+            "{auth}"
+        );
+        assert!(!auth.contains("rotate it"), "{auth}");
+
+        let fresh = line_of(&text, "fresh");
+        assert!(!fresh.contains("STALE"), "{fresh}");
+        assert!(fresh.contains("tick-9:fresh"), "{fresh}");
+        assert!(fresh.contains("succeeded 11m00s ago"), "{fresh}");
+        assert!(fresh.contains("in 4m00s"), "{fresh}");
+
+        let paused = line_of(&text, "paused");
+        assert!(!paused.contains("STALE"), "{paused}");
+
+        let expired = line_of(&text, "expired");
+        assert!(expired.contains("STALE"), "{expired}");
+        assert!(
+            !expired.contains("old-job"),
+            "an expired claim is not in flight: {expired}"
+        );
+    }
+
+    fn run(status: RunState, message: Option<&str>) -> RunRecord {
+        RunRecord {
+            run_id: "run-1".to_owned(),
+            job_id: "job-1".to_owned(),
+            practice_id: "p1".to_owned(),
+            kind: "incremental".to_owned(),
+            trigger: "force".to_owned(),
+            attempt: 2,
+            worker: None,
+            started_at: NOW,
+            ended_at: Some(NOW + Duration::seconds(75)),
+            status,
+            resources: Vec::new(),
+            fetched: Some(120),
+            written: Some(118),
+            api_calls: Some(9),
+            bytes: Some(1),
+            error_class: message.map(|_| "transient".to_owned()),
+            error_message: message.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn history_lines_show_what_happened() {
+        let text = history_table(&[
+            run(RunState::Failed, Some("appointments: 503\nbody: ...")),
+            run(RunState::Succeeded, None),
+        ]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("STARTED (UTC)"));
+        for needle in [
+            "2026-03-04 12:00:00Z",
+            "p1",
+            "incremental",
+            "force",
+            "1m15s",
+            "failed",
+            "120/118",
+            "transient: appointments: 503",
+        ] {
+            assert!(lines[1].contains(needle), "{needle} missing: {}", lines[1]);
+        }
+        assert!(!lines[1].contains("body:"));
+        assert!(lines[2].contains("succeeded"));
+        assert!(lines[2].ends_with('-'), "no error: {}", lines[2]);
+
+        let json = run_json(&run(RunState::Failed, Some("x")));
+        assert_eq!(json["status"], "failed");
+        assert_eq!(json["duration_seconds"], 75.0);
+        assert_eq!(json["started_at"], "2026-03-04T12:00:00Z");
+    }
+}

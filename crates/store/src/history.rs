@@ -1,0 +1,572 @@
+//! Sync history (`sync_runs`: one row per attempt) and the status overview
+//! of every practice.
+//!
+//! The history has no foreign key to `practices`: it outlives anything done
+//! to a practice. A dead-lettered message whose practice is unknown (a
+//! poison message) is recorded with `practice_id` `''`.
+//!
+//! Messages come from callers, which must keep secrets out of them; the
+//! store caps each stored message (see [`MAX_ERROR_CHARS`]).
+
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+
+use crate::db_time::DbTime;
+use crate::error::{StoreError, db_error};
+use crate::model::{PracticeStatus, RunState};
+use crate::rows::RowExt;
+use crate::runtime::db_time;
+use crate::store::{Inner, Store, in_transaction, with_pool};
+
+/// The longest error message stored, in characters; longer ones are cut
+/// and end with `…`.
+pub const MAX_ERROR_CHARS: usize = 2_000;
+/// The longest error message of one resource stored in a run's
+/// `resources`, in characters.
+pub const MAX_RESOURCE_ERROR_CHARS: usize = 500;
+
+impl RunState {
+    /// The states [`HistoryQuery::failed_only`] selects.
+    pub const FAILURES: &'static [RunState] = &[
+        RunState::Failed,
+        RunState::Partial,
+        RunState::Retrying,
+        RunState::DeadLettered,
+    ];
+
+    /// Whether this is one of [`RunState::FAILURES`].
+    pub fn is_failure(self) -> bool {
+        Self::FAILURES.contains(&self)
+    }
+}
+
+/// What one resource of a run fetched and wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceCounts {
+    /// The resource (landed table name).
+    pub resource: String,
+    /// Records fetched from the API.
+    pub fetched: i64,
+    /// Rows written.
+    pub written: i64,
+    /// Its error's class (`auth`, `transient`...), if it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<String>,
+    /// Its error's message, if it failed (capped at
+    /// [`MAX_RESOURCE_ERROR_CHARS`] when stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// An attempt that starts now ([`Store::start_run`]); its status is
+/// `running`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRun {
+    /// Unique to this attempt.
+    pub run_id: String,
+    /// The queue job it belongs to.
+    pub job_id: String,
+    /// The practice.
+    pub practice_id: String,
+    /// E.g. `initial`, `incremental`.
+    pub kind: String,
+    /// E.g. `schedule`, `force`.
+    pub trigger: String,
+    /// 1 for the first delivery of the job, then 2, 3...
+    pub attempt: i32,
+    /// The worker running it.
+    pub worker: Option<String>,
+    /// When it started.
+    pub started_at: OffsetDateTime,
+}
+
+/// How an attempt ended ([`Store::finish_run`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunEnd {
+    /// Its final state.
+    pub status: RunState,
+    /// When it ended.
+    pub ended_at: OffsetDateTime,
+    /// Per resource.
+    pub resources: Vec<ResourceCounts>,
+    /// Records fetched, all resources.
+    pub fetched: i64,
+    /// Rows written, all resources.
+    pub written: i64,
+    /// API requests made.
+    pub api_calls: i64,
+    /// Bytes received.
+    pub bytes: i64,
+    /// The class of the error that ended it, if any.
+    pub error_class: Option<String>,
+    /// The error's message, if any (capped at [`MAX_ERROR_CHARS`]).
+    pub error_message: Option<String>,
+}
+
+/// One attempt as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRecord {
+    /// Its id.
+    pub run_id: String,
+    /// Its job.
+    pub job_id: String,
+    /// Its practice (`''` for a dead-lettered message whose practice is
+    /// unknown).
+    pub practice_id: String,
+    /// E.g. `initial`, `incremental`.
+    pub kind: String,
+    /// E.g. `schedule`, `force`.
+    pub trigger: String,
+    /// Which delivery of the job.
+    pub attempt: i32,
+    /// The worker that ran it.
+    pub worker: Option<String>,
+    /// When it started.
+    pub started_at: OffsetDateTime,
+    /// When it ended (`None` while running).
+    pub ended_at: Option<OffsetDateTime>,
+    /// Its state.
+    pub status: RunState,
+    /// Per resource (empty until it ends).
+    pub resources: Vec<ResourceCounts>,
+    /// Records fetched.
+    pub fetched: Option<i64>,
+    /// Rows written.
+    pub written: Option<i64>,
+    /// API requests made.
+    pub api_calls: Option<i64>,
+    /// Bytes received.
+    pub bytes: Option<i64>,
+    /// The class of the error that ended it.
+    pub error_class: Option<String>,
+    /// The error's message.
+    pub error_message: Option<String>,
+}
+
+impl RunRecord {
+    /// How long it ran (`None` while running).
+    pub fn duration(&self) -> Option<Duration> {
+        self.ended_at.map(|end| end - self.started_at)
+    }
+}
+
+/// Which runs [`Store::history`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryQuery {
+    /// Only this practice's.
+    pub practice_id: Option<String>,
+    /// Only failed, partial, retrying and dead-lettered runs.
+    pub failed_only: bool,
+    /// Only runs started at or after this.
+    pub since: Option<OffsetDateTime>,
+    /// At most this many (newest first).
+    pub limit: u32,
+}
+
+/// The latest run of a practice, as the overview shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Its id.
+    pub run_id: String,
+    /// Its state.
+    pub status: RunState,
+    /// When it started.
+    pub started_at: OffsetDateTime,
+    /// When it ended.
+    pub ended_at: Option<OffsetDateTime>,
+    /// Its error's class.
+    pub error_class: Option<String>,
+}
+
+/// A practice as `ascend-sync status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PracticeOverview {
+    /// The practice.
+    pub practice_id: String,
+    /// Where it stands.
+    pub status: PracticeStatus,
+    /// Why, for a person (e.g. the auth error).
+    pub status_detail: Option<String>,
+    /// Minutes between syncs.
+    pub sync_interval_minutes: i16,
+    /// When it was registered.
+    pub created_at: OffsetDateTime,
+    /// When a sync of it last succeeded.
+    pub last_success_at: Option<OffsetDateTime>,
+    /// When it is due next (`None`: now).
+    pub next_sync_at: Option<OffsetDateTime>,
+    /// The job holding its claim, if any (past its time or not).
+    pub inflight_job_id: Option<String>,
+    /// Until when that job holds it.
+    pub inflight_until: Option<OffsetDateTime>,
+    /// Its latest run, if any.
+    pub last_run: Option<RunSummary>,
+}
+
+/// `text` cut to at most `max` characters (the last one `…` when cut).
+pub(crate) fn capped(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// The columns [`run`] reads, as a literal for `concat!`.
+macro_rules! run_columns {
+    () => {
+        "run_id, job_id, practice_id, kind, trigger, attempt, worker, started_at, ended_at, \
+         status, resources, fetched, written, api_calls, bytes, error_class, error_message"
+    };
+}
+
+/// The stored `resources` JSON, read the same on both backends.
+type ResourcesJson = sqlx::types::Json<Vec<ResourceCounts>>;
+
+fn run(row: &impl RunRow) -> Result<RunRecord, StoreError> {
+    Ok(RunRecord {
+        run_id: row.text("run_id")?,
+        job_id: row.text("job_id")?,
+        practice_id: row.text("practice_id")?,
+        kind: row.text("kind")?,
+        trigger: row.text("trigger")?,
+        attempt: row.int32("attempt")?,
+        worker: row.opt_text("worker")?,
+        started_at: row.time("started_at")?,
+        ended_at: row.opt_time("ended_at")?,
+        status: row.parsed("status")?,
+        resources: row.resources("resources")?,
+        fetched: row.opt_int("fetched")?,
+        written: row.opt_int("written")?,
+        api_calls: row.opt_int("api_calls")?,
+        bytes: row.opt_int("bytes")?,
+        error_class: row.opt_text("error_class")?,
+        error_message: row.opt_text("error_message")?,
+    })
+}
+
+/// The column types of `sync_runs` that [`RowExt`] does not read.
+trait RunRow: RowExt {
+    fn int32(&self, col: &'static str) -> Result<i32, StoreError>;
+    fn resources(&self, col: &'static str) -> Result<Vec<ResourceCounts>, StoreError>;
+}
+
+macro_rules! impl_run_row {
+    ($row:ty) => {
+        impl RunRow for $row {
+            fn int32(&self, col: &'static str) -> Result<i32, StoreError> {
+                use sqlx::Row;
+                self.try_get(col).map_err(|e| StoreError::Unreadable {
+                    what: col,
+                    value: e.to_string(),
+                })
+            }
+            fn resources(&self, col: &'static str) -> Result<Vec<ResourceCounts>, StoreError> {
+                use sqlx::Row;
+                self.try_get::<Option<ResourcesJson>, _>(col)
+                    .map(|json| json.map(|j| j.0).unwrap_or_default())
+                    .map_err(|e| StoreError::Unreadable {
+                        what: col,
+                        value: e.to_string(),
+                    })
+            }
+        }
+    };
+}
+
+impl_run_row!(sqlx::postgres::PgRow);
+impl_run_row!(sqlx::sqlite::SqliteRow);
+
+/// A value bound to a history query, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Bind {
+    Text(String),
+    Time(DbTime),
+    Int(i64),
+}
+
+/// The text and parameters of [`Store::history`]'s query. Only fixed
+/// fragments are put together; every value is a parameter, so each filter
+/// combination is its own plain statement the planner sees whole (an index
+/// per question, no `$1 IS NULL OR ...`).
+pub(crate) fn history_sql(q: &HistoryQuery) -> Result<(String, Vec<Bind>), StoreError> {
+    let mut sql = String::from(concat!("SELECT ", run_columns!(), " FROM sync_runs"));
+    let mut binds = Vec::new();
+    let mut clauses: Vec<String> = Vec::new();
+    if let Some(practice) = &q.practice_id {
+        binds.push(Bind::Text(practice.clone()));
+        clauses.push(format!("practice_id = ${}", binds.len()));
+    }
+    if q.failed_only {
+        // The same list as the partial index sync_runs_failed_idx.
+        clauses.push("status IN ('failed', 'partial', 'retrying', 'dead_lettered')".to_owned());
+    }
+    if let Some(since) = q.since {
+        binds.push(Bind::Time(db_time(since, "history's since")?));
+        clauses.push(format!("started_at >= ${}", binds.len()));
+    }
+    if !clauses.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&clauses.join(" AND "));
+    }
+    binds.push(Bind::Int(i64::from(q.limit)));
+    sql.push_str(&format!(
+        " ORDER BY started_at DESC, run_id DESC LIMIT ${}",
+        binds.len()
+    ));
+    Ok((sql, binds))
+}
+
+impl Store {
+    /// Records that an attempt started (status `running`). Idempotent: a
+    /// second call with the same `run_id` changes nothing.
+    pub async fn start_run(&self, run: &NewRun) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO sync_runs \
+             (run_id, job_id, practice_id, kind, trigger, attempt, worker, started_at, status) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'running') \
+             ON CONFLICT (run_id) DO NOTHING";
+        let backend = self.backend();
+        let started = db_time(run.started_at, "run's start")?;
+        with_pool!(self, |pool| sqlx::query(SQL)
+            .bind(&run.run_id)
+            .bind(&run.job_id)
+            .bind(&run.practice_id)
+            .bind(&run.kind)
+            .bind(&run.trigger)
+            .bind(run.attempt)
+            .bind(&run.worker)
+            .bind(started)
+            .execute(pool)
+            .await
+            .map(|_| ()))
+        .map_err(|e| db_error(backend, "recording a run's start", e))
+    }
+
+    /// Records how an attempt ended. Messages longer than
+    /// [`MAX_ERROR_CHARS`] (per resource: [`MAX_RESOURCE_ERROR_CHARS`]) are
+    /// cut. Fails with [`StoreError::UnknownRun`] if it was never started.
+    pub async fn finish_run(&self, run_id: &str, end: &RunEnd) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE sync_runs SET status = $2, ended_at = $3, resources = $4, \
+             fetched = $5, written = $6, api_calls = $7, bytes = $8, error_class = $9, \
+             error_message = $10 WHERE run_id = $1";
+        let backend = self.backend();
+        let ended = db_time(end.ended_at, "run's end")?;
+        let resources: Vec<ResourceCounts> = end
+            .resources
+            .iter()
+            .map(|r| ResourceCounts {
+                error: r
+                    .error
+                    .as_deref()
+                    .map(|e| capped(e, MAX_RESOURCE_ERROR_CHARS)),
+                error_class: r.error_class.as_deref().map(|c| capped(c, 100)),
+                ..r.clone()
+            })
+            .collect();
+        let resources = sqlx::types::Json(resources);
+        let error_class = end.error_class.as_deref().map(|c| capped(c, 100));
+        let message = end
+            .error_message
+            .as_deref()
+            .map(|m| capped(m, MAX_ERROR_CHARS));
+        let done = with_pool!(self, |pool| sqlx::query(SQL)
+            .bind(run_id)
+            .bind(end.status.as_str())
+            .bind(ended)
+            .bind(&resources)
+            .bind(end.fetched)
+            .bind(end.written)
+            .bind(end.api_calls)
+            .bind(end.bytes)
+            .bind(&error_class)
+            .bind(&message)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))
+        .map_err(|e| db_error(backend, "recording a run's end", e))?;
+        if done == 0 {
+            return Err(StoreError::UnknownRun {
+                run_id: run_id.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Records that a job was given up (its message moved to the
+    /// dead-letter queue): its latest run becomes `dead_lettered` (ended
+    /// now if it was still `running`; `reason` fills its message only if it
+    /// has none, so the last real error stays). A job that never ran (e.g.
+    /// a poison message) gets a run `dlq:{job_id}` of kind and trigger
+    /// `unknown`, attempt 0, for the practice whose claim the job holds, or
+    /// practice `''` if none. Idempotent.
+    pub async fn mark_job_dead_lettered(
+        &self,
+        job_id: &str,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        const UPDATE: &str = "UPDATE sync_runs SET status = 'dead_lettered', \
+             ended_at = COALESCE(ended_at, $2), \
+             error_message = COALESCE(error_message, $3) \
+             WHERE run_id = (SELECT run_id FROM sync_runs WHERE job_id = $1 \
+             ORDER BY started_at DESC, run_id DESC LIMIT 1)";
+        const INSERT: &str = "INSERT INTO sync_runs \
+             (run_id, job_id, practice_id, kind, trigger, attempt, started_at, ended_at, status, \
+             error_class, error_message) \
+             VALUES ($1, $2, COALESCE((SELECT practice_id FROM practices \
+             WHERE inflight_job_id = $2 LIMIT 1), ''), 'unknown', 'unknown', 0, $3, $3, \
+             'dead_lettered', 'dead_lettered', $4) \
+             ON CONFLICT (run_id) DO NOTHING";
+        const OPERATION: &str = "recording a dead-lettered job";
+        let backend = self.backend();
+        let now = DbTime::now();
+        let reason = reason.map(|r| capped(r, MAX_ERROR_CHARS));
+        let run_id = format!("dlq:{job_id}");
+        in_transaction!(self, OPERATION, |tx| {
+            let updated = sqlx::query(UPDATE)
+                .bind(job_id)
+                .bind(now)
+                .bind(&reason)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_error(backend, OPERATION, e))?
+                .rows_affected();
+            if updated == 0 {
+                sqlx::query(INSERT)
+                    .bind(&run_id)
+                    .bind(job_id)
+                    .bind(now)
+                    .bind(&reason)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| db_error(backend, OPERATION, e))?;
+            }
+        });
+        Ok(())
+    }
+
+    /// Runs matching `q`, newest first.
+    pub async fn history(&self, q: &HistoryQuery) -> Result<Vec<RunRecord>, StoreError> {
+        let backend = self.backend();
+        let (sql, binds) = history_sql(q)?;
+        with_pool!(self, |pool| {
+            let mut query = sqlx::query(&sql);
+            for bind in &binds {
+                query = match bind {
+                    Bind::Text(text) => query.bind(text.as_str()),
+                    Bind::Time(at) => query.bind(*at),
+                    Bind::Int(n) => query.bind(*n),
+                };
+            }
+            let rows = query
+                .fetch_all(pool)
+                .await
+                .map_err(|e| db_error(backend, "reading sync history", e))?;
+            rows.iter().map(run).collect()
+        })
+    }
+
+    /// The latest run of a job, if it ran (for `dlq list`'s last error).
+    pub async fn last_run_of_job(&self, job_id: &str) -> Result<Option<RunRecord>, StoreError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM sync_runs WHERE job_id = $1 ORDER BY started_at DESC, run_id DESC LIMIT 1"
+        );
+        let backend = self.backend();
+        with_pool!(self, |pool| {
+            let row = sqlx::query(SQL)
+                .bind(job_id)
+                .fetch_optional(pool)
+                .await
+                .map_err(|e| db_error(backend, "reading a job's last run", e))?;
+            row.as_ref().map(run).transpose()
+        })
+    }
+
+    /// Every registered practice with its schedule, claim and latest run,
+    /// by id.
+    pub async fn practice_overview(&self) -> Result<Vec<PracticeOverview>, StoreError> {
+        const SQL: &str = "SELECT p.practice_id, p.status, p.status_detail, \
+             p.sync_interval_minutes, p.created_at, p.last_success_at, p.next_sync_at, \
+             p.inflight_job_id, p.inflight_until, r.run_id, r.status AS run_status, \
+             r.started_at AS run_started_at, r.ended_at AS run_ended_at, \
+             r.error_class AS run_error_class \
+             FROM practices p LEFT JOIN sync_runs r ON r.run_id = \
+             (SELECT l.run_id FROM sync_runs l WHERE l.practice_id = p.practice_id \
+             ORDER BY l.started_at DESC, l.run_id DESC LIMIT 1) \
+             ORDER BY p.practice_id";
+        let backend = self.backend();
+        with_pool!(self, |pool| {
+            let rows = sqlx::query(SQL)
+                .fetch_all(pool)
+                .await
+                .map_err(|e| db_error(backend, "reading the practices' overview", e))?;
+            rows.iter()
+                .map(|row| {
+                    let last_run = match row.opt_text("run_id")? {
+                        None => None,
+                        Some(run_id) => Some(RunSummary {
+                            run_id,
+                            status: row.parsed("run_status")?,
+                            started_at: row.time("run_started_at")?,
+                            ended_at: row.opt_time("run_ended_at")?,
+                            error_class: row.opt_text("run_error_class")?,
+                        }),
+                    };
+                    Ok(PracticeOverview {
+                        practice_id: row.text("practice_id")?,
+                        status: row.parsed("status")?,
+                        status_detail: row.opt_text("status_detail")?,
+                        sync_interval_minutes: row.small("sync_interval_minutes")?,
+                        created_at: row.time("created_at")?,
+                        last_success_at: row.opt_time("last_success_at")?,
+                        next_sync_at: row.opt_time("next_sync_at")?,
+                        inflight_job_id: row.opt_text("inflight_job_id")?,
+                        inflight_until: row.opt_time("inflight_until")?,
+                        last_run,
+                    })
+                })
+                .collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+
+    #[test]
+    fn run_states_round_trip_and_reject_others() {
+        for state in RunState::ALL {
+            assert_eq!(state.as_str().parse::<RunState>(), Ok(*state));
+        }
+        assert!("done".parse::<RunState>().is_err());
+        assert!(RunState::DeadLettered.is_failure());
+        assert!(!RunState::Skipped.is_failure());
+    }
+
+    #[test]
+    fn long_messages_are_capped_on_a_char_boundary() {
+        assert_eq!(capped("short", 10), "short");
+        let long = "é".repeat(3_000);
+        let cut = capped(&long, MAX_ERROR_CHARS);
+        assert_eq!(cut.chars().count(), MAX_ERROR_CHARS);
+        assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn history_sql_only_binds_values() {
+        let (sql, binds) = history_sql(&HistoryQuery {
+            practice_id: Some("p'; DROP TABLE x".to_owned()),
+            failed_only: true,
+            since: None,
+            limit: 5,
+        })
+        .expect("builds");
+        assert!(!sql.contains("DROP"));
+        assert!(sql.contains("practice_id = $1"));
+        assert!(sql.ends_with("LIMIT $2"));
+        assert_eq!(binds.len(), 2);
+    }
+}

@@ -25,6 +25,7 @@ mod error;
 mod extract;
 mod landing;
 mod model;
+mod queue;
 mod readback;
 mod rows;
 pub mod spec;
@@ -39,6 +40,9 @@ pub use model::{
     Checkpoint, Chunk, ChunkStatus, DEFAULT_SYNC_INTERVAL_MINUTES, LandOutcome, LandedRow,
     NewChunk, NewPractice, Practice, PracticeStatus, SYNC_INTERVALS_MINUTES, SyncPhase, SyncState,
     UnknownValue,
+};
+pub use queue::{
+    DeadQueueMessage, NewQueueMessage, QueueCounts, QueueLane, QueueMessage, ReceiptOutcome,
 };
 pub use readback::LandedRecord;
 pub use spec::{Kind, Table, UnknownTable};

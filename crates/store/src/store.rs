@@ -17,8 +17,8 @@ use crate::model::{Chunk, NewChunk, NewPractice, Practice, PracticeStatus, SyncP
 use crate::rows::{self, chunk_columns, practice_columns, sync_state_columns};
 use crate::spec::Table;
 
-static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
-static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
+pub(crate) static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
+pub(crate) static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 /// How many connections a Postgres store opens at most.
 const POSTGRES_MAX_CONNECTIONS: u32 = 10;

@@ -116,7 +116,7 @@ async fn landed_table_names(store: &Store) -> Vec<String> {
     names.retain(|n| {
         !matches!(
             n.as_str(),
-            "_sqlx_migrations" | "practices" | "sync_state" | "sync_chunks"
+            "_sqlx_migrations" | "practices" | "sync_state" | "sync_chunks" | "job_queue"
         )
     });
     names.sort();

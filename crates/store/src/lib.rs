@@ -26,6 +26,7 @@ mod extract;
 mod history;
 mod landing;
 mod model;
+mod queue;
 mod readback;
 mod rows;
 mod runtime;
@@ -45,6 +46,9 @@ pub use model::{
     Checkpoint, Chunk, ChunkStatus, DEFAULT_SYNC_INTERVAL_MINUTES, LandOutcome, LandedRow,
     NewChunk, NewPractice, Practice, PracticeStatus, RunState, SYNC_INTERVALS_MINUTES, SyncPhase,
     SyncState, UnknownValue,
+};
+pub use queue::{
+    DeadQueueMessage, NewQueueMessage, QueueCounts, QueueLane, QueueMessage, ReceiptOutcome,
 };
 pub use readback::LandedRecord;
 pub use runtime::{DuePractice, ForceDecision, chunk_lease_key, practice_lease_key};

@@ -122,6 +122,7 @@ async fn landed_table_names(store: &Store) -> Vec<String> {
                 | "sync_chunks"
                 | "job_leases"
                 | "sync_runs"
+                | "job_queue"
         )
     });
     names.sort();

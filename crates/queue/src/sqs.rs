@@ -13,14 +13,24 @@
 //!
 //! **Redrive.** `All` first tries `StartMessageMoveTask` (source: the
 //! dead-letter queue's ARN, no destination, so SQS returns each message to
-//! the queue it came from). When the endpoint does not implement it (see
-//! [`move_task_unsupported`]: moto, some SQS look-alikes) it falls back to
-//! receive from the dead letters, send the same body to its lane, and
+//! the queue it came from), sent once, without SDK retries. When the
+//! endpoint does not implement it (moto, some SQS look-alikes) it falls back
+//! to receive from the dead letters, send the same body to its lane, and
 //! delete from the dead letters only after the send succeeded. `Id` always
 //! uses that fallback (receiving until the id shows up; the others are made
 //! visible again at once). The lane of a dead letter without a `lane`
 //! attribute (sent by another tool) is read from its body: a job triggered
-//! by "Force Sync Now" goes to Priority, anything else to Standard.
+//! by "Force Sync Now" goes to Priority, anything else to Standard. One
+//! fallback run handles at most 10,000 dead letters; run it again for more.
+//!
+//! "Does not implement it" is decided precisely: the answer carries the
+//! code `UnsupportedOperation`, `InvalidAction`, `UnknownOperation(Exception)`
+//! or `NotImplemented`, or HTTP 501; or it is not an SQS answer at all (a
+//! 400, 404, 405 or 500 whose body holds no SQS error code: moto answers 500
+//! with an HTML page; or a body the SDK cannot read). Real SQS answers every
+//! error with a JSON body and a code, so its own failures (InternalError,
+//! AccessDenied, throttling) are reported, never taken for "unsupported";
+//! a 502, 503 or 504 without a code is a gateway problem, reported too.
 //!
 //! **Batches.** Sends, deletes and visibility resets go in batches of 10;
 //! failed entries are retried ([`BATCH_ATTEMPTS`] times in all, backing
@@ -1191,17 +1201,7 @@ const UNSUPPORTED_CODES: &[&str] = &[
 
 /// Whether a `StartMessageMoveTask` error means "this endpoint does not
 /// implement move tasks" (then redrive falls back), as opposed to a failure
-/// of the task (then it is reported):
-///
-/// - the answer carries one of [`UNSUPPORTED_CODES`], or HTTP 501; or
-/// - the answer is not an SQS answer at all: a 400, 404, 405 or 500 whose
-///   body holds no SQS error code (moto answers 500 with an HTML page), or
-///   a body the SDK cannot read as SQS JSON.
-///
-/// Real SQS always answers errors with a JSON body and a code, so its own
-/// failures (InternalError, AccessDenied, a throttle...) are never taken
-/// for "unsupported"; a 502/503/504 without code is a gateway problem and
-/// is reported too.
+/// of the task (then it is reported). The rule is in the module's doc.
 pub(crate) fn move_task_unsupported<E>(error: &SdkError<E>) -> bool
 where
     E: ProvideErrorMetadata,

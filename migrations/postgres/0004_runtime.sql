@@ -6,6 +6,9 @@
 ALTER TABLE practices ADD COLUMN next_sync_at    timestamptz;
 ALTER TABLE practices ADD COLUMN inflight_job_id text;
 ALTER TABLE practices ADD COLUMN inflight_until  timestamptz;
+-- Whether the in-flight job is a Force Sync Now (on the priority lane):
+-- a second request while it is queued folds into it.
+ALTER TABLE practices ADD COLUMN inflight_forced boolean NOT NULL DEFAULT false;
 
 -- No index on next_sync_at: a tick reads the practices table whole (one
 -- row per practice location: thousands at most), and an index on a

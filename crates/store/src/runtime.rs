@@ -68,6 +68,12 @@ pub enum ForceDecision {
         /// When the worker took the practice's lease.
         since: OffsetDateTime,
     },
+    /// A Force Sync Now of the practice is queued and not yet running; it
+    /// is the answer (no second job).
+    AlreadyQueued {
+        /// The queued job.
+        job_id: String,
+    },
     /// The practice is paused, removed or waiting for new credentials.
     NotSyncable {
         /// Its status.
@@ -99,7 +105,7 @@ macro_rules! claim_sql {
     (lock: $lock:literal, next_plus_interval: $next:literal, now_plus_interval: $now:literal) => {
         concat!(
             "UPDATE practices SET inflight_job_id = $3 || ':' || practice_id, \
-             inflight_until = $4, \
+             inflight_until = $4, inflight_forced = false, \
              next_sync_at = CASE WHEN next_sync_at IS NOT NULL AND ",
             $next,
             " > $1 THEN ",
@@ -313,8 +319,10 @@ impl Store {
         const STATUS_SQLITE: &str = "SELECT status FROM practices WHERE practice_id = $1";
         const LEASE: &str =
             "SELECT acquired_at FROM job_leases WHERE lease_key = $1 AND expires_at > $2";
-        const CLAIM: &str = "UPDATE practices SET inflight_job_id = $2, inflight_until = $3 \
-                             WHERE practice_id = $1";
+        const CLAIM: &str = "UPDATE practices SET inflight_job_id = $2, inflight_until = $3, \
+                             inflight_forced = true WHERE practice_id = $1";
+        const QUEUED: &str = "SELECT inflight_job_id FROM practices WHERE practice_id = $1 \
+                              AND inflight_forced AND inflight_until > $2";
         const OPERATION: &str = "deciding a Force Sync Now";
         let backend = self.backend();
         let status_sql = match backend {
@@ -348,9 +356,22 @@ impl Store {
                     .map_err(|e| db_error(backend, OPERATION, e))?
                     .map(|row| row.time("acquired_at"))
                     .transpose()?;
-                match running {
-                    Some(since) => ForceDecision::AlreadyRunning { since },
-                    None => {
+                let queued = match running {
+                    Some(_) => None,
+                    None => sqlx::query(QUEUED)
+                        .bind(practice_id)
+                        .bind(now)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(|e| db_error(backend, OPERATION, e))?
+                        .map(|row| row.opt_text("inflight_job_id"))
+                        .transpose()?
+                        .flatten(),
+                };
+                match (running, queued) {
+                    (Some(since), _) => ForceDecision::AlreadyRunning { since },
+                    (None, Some(job_id)) => ForceDecision::AlreadyQueued { job_id },
+                    (None, None) => {
                         sqlx::query(CLAIM)
                             .bind(practice_id)
                             .bind(job_id)

@@ -337,6 +337,16 @@ async fn force_enqueues_folds_or_refuses(store: Store) {
         store.inflight_job("p").await.expect("reads"),
         Some(("force-1".to_owned(), at + CLAIM))
     );
+    // A second click while the forced job is queued folds into it.
+    assert_eq!(
+        store
+            .request_force("p", at, "force-1b", CLAIM)
+            .await
+            .expect("decides"),
+        ForceDecision::AlreadyQueued {
+            job_id: "force-1".to_owned()
+        }
+    );
     assert!(!store.release_inflight("p", &scheduled).await.expect("runs"));
     assert_eq!(
         store.inflight_job("p").await.expect("reads").map(|c| c.0),
@@ -369,15 +379,27 @@ async fn force_enqueues_folds_or_refuses(store: Store) {
         "folding does not touch the running job's claim"
     );
 
-    // The worker died; its lease expired: the next request enqueues.
+    // The worker died; its lease expired. Its job is still claimed (the
+    // queue delivers it again): the request folds into it.
     let after = started + Duration::minutes(6);
     assert_eq!(
         store
             .request_force("p", after, "force-3", CLAIM)
             .await
             .expect("decides"),
+        ForceDecision::AlreadyQueued {
+            job_id: "force-1".to_owned()
+        }
+    );
+    // Once that claim has expired too (the job was lost), it enqueues.
+    let lost = at + CLAIM + Duration::seconds(1);
+    assert_eq!(
+        store
+            .request_force("p", lost, "force-4", CLAIM)
+            .await
+            .expect("decides"),
         ForceDecision::Enqueue {
-            job_id: "force-3".to_owned()
+            job_id: "force-4".to_owned()
         }
     );
 }

@@ -96,7 +96,10 @@ mod tests {
             per_second[usize::try_from(d.as_secs()).unwrap_or(0).min(59)] += 1;
         }
         let busiest = per_second.iter().copied().max().unwrap_or(0);
-        assert!(busiest < 80, "the busiest second got {busiest} of 2,000 jobs");
+        assert!(
+            busiest < 80,
+            "the busiest second got {busiest} of 2,000 jobs"
+        );
         assert!(per_second.iter().all(|&n| n > 0), "every second gets some");
     }
 

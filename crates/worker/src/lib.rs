@@ -5,10 +5,14 @@
 //! the store. Every page goes archive first, then store, so the archive
 //! holds every page that was ever landed (`replay` depends on it).
 //!
-//! Issue 4 puts a queue in front of [`Syncer`]; today the demo and the tests
-//! call it directly.
+//! [`jobs::Worker`] is the job loop in front of [`Syncer`]: it takes jobs
+//! from the queue, runs each under its lease with a heartbeat and a
+//! deadline, records every attempt in sync history, and settles the
+//! message (delete on success, back off on failure, dead letters for
+//! poison). The demo and the engine's tests call [`Syncer`] directly.
 
 mod error;
+pub mod jobs;
 mod sync;
 pub mod verify;
 

@@ -627,7 +627,8 @@ impl Syncer {
                     Checkpoint::None
                 };
                 let fetched = page.records.len() as u64;
-                let landing = self.start_landing(practice_id, page, run_id, outcome.pages, checkpoint);
+                let landing =
+                    self.start_landing(practice_id, page, run_id, outcome.pages, checkpoint);
                 outcome.written += self.finish_landing(landing).await?;
                 outcome.pages += 1;
                 outcome.fetched += fetched;

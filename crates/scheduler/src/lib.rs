@@ -1,0 +1,226 @@
+//! The scheduler role: each tick, claim the practices that are due and
+//! enqueue one job for each.
+//!
+//! Several replicas may run at once. A practice is handed to exactly one of
+//! them by the store's claim (`Store::claim_due_practices`: one atomic
+//! statement, `FOR UPDATE SKIP LOCKED` on Postgres), which also records the
+//! job as the practice's in-flight job, so no second job is enqueued while
+//! one is queued or running (until the claim expires, which only happens
+//! when a job was lost: then enqueueing again is right). A practice in
+//! initial sync gets an `initial_plan` job (the worker plans it and
+//! enqueues its chunks); an active one an `incremental` job. Jobs are
+//! delayed by a spread of up to a tenth of their interval (at most a
+//! minute), so thousands of practices due in one tick reach the workers
+//! over that minute.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use queue::job::{Job, JobKind, Trigger};
+use queue::{Lane, Outgoing, Queue};
+use store::{DuePractice, PracticeStatus, Store};
+use sync_core::schedule;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+/// How the scheduler works.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// A name for this replica, in job ids and logs.
+    pub scheduler_id: String,
+    /// Time between ticks.
+    pub tick: Duration,
+    /// Practices claimed per statement; a tick claims batches until none
+    /// are due.
+    pub batch: u32,
+    /// How long a claim (a practice's in-flight job) lasts unless the
+    /// worker finishes it sooner. A job lost for good (dead-lettered) holds
+    /// its practice this long; the worker releases it on success.
+    pub claim_for: Duration,
+    /// The most a job is delayed to spread a tick's jobs (a tenth of the
+    /// practice's interval at most); zero sends every job at once.
+    pub max_spread: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            scheduler_id: format!("scheduler-{}", std::process::id()),
+            tick: Duration::from_secs(15),
+            batch: 1000,
+            claim_for: Duration::from_secs(30 * 60),
+            max_spread: schedule::MAX_SPREAD,
+        }
+    }
+}
+
+/// Why a tick failed. The practices it had claimed are released and due
+/// again, so the next tick (of any replica) enqueues them.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    #[error("store: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("queue: {0}; the claimed practices were released and are due again")]
+    Queue(#[from] queue::QueueError),
+}
+
+/// What one tick did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TickReport {
+    /// Practices claimed (and so enqueued).
+    pub enqueued: u64,
+    /// Of them, initial-sync plans.
+    pub initial: u64,
+    /// Time spent in the claim statements (the database).
+    pub claim_time: Duration,
+    /// Time spent sending the jobs to the queue.
+    pub send_time: Duration,
+}
+
+/// One scheduler replica.
+pub struct Scheduler {
+    store: Store,
+    queue: Queue,
+    config: SchedulerConfig,
+    ticks: AtomicU64,
+}
+
+impl Scheduler {
+    pub fn new(store: Store, queue: Queue, config: SchedulerConfig) -> Scheduler {
+        Scheduler {
+            store,
+            queue,
+            config,
+            ticks: AtomicU64::new(0),
+        }
+    }
+
+    /// Claims every practice due at `now` and enqueues its job.
+    #[tracing::instrument(level = "debug", skip_all, fields(scheduler = %self.config.scheduler_id))]
+    pub async fn tick(&self, now: OffsetDateTime) -> Result<TickReport, SchedulerError> {
+        let tick_id = format!(
+            "{}-t{}-{}",
+            self.config.scheduler_id,
+            now.unix_timestamp(),
+            self.ticks.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut report = TickReport::default();
+        loop {
+            let claim_started = std::time::Instant::now();
+            let claimed = self
+                .store
+                .claim_due_practices(
+                    now,
+                    self.config.batch,
+                    time::Duration::try_from(self.config.claim_for).unwrap_or(time::Duration::MAX),
+                    &tick_id,
+                )
+                .await;
+            report.claim_time += claim_started.elapsed();
+            let due = claimed?;
+            if due.is_empty() {
+                break;
+            }
+            let outgoing: Vec<Outgoing> = due
+                .iter()
+                .map(|p| job_for(p, &tick_id, now, self.config.max_spread))
+                .collect();
+            let send_started = std::time::Instant::now();
+            let sent = self.queue.send(&outgoing).await;
+            report.send_time += send_started.elapsed();
+            if let Err(error) = sent {
+                self.unclaim(&due).await;
+                return Err(error.into());
+            }
+            report.enqueued += due.len() as u64;
+            report.initial += due
+                .iter()
+                .filter(|p| p.status == PracticeStatus::InitialSync)
+                .count() as u64;
+            if due.len() < self.config.batch as usize {
+                break;
+            }
+        }
+        if report.enqueued > 0 {
+            tracing::info!(
+                message = "Enqueued the practices that were due.",
+                enqueued = report.enqueued,
+                initial = report.initial
+            );
+        }
+        Ok(report)
+    }
+
+    /// Gives claimed practices back, due at once, after a failed send.
+    async fn unclaim(&self, due: &[DuePractice]) {
+        for practice in due {
+            let released = self
+                .store
+                .release_inflight(&practice.practice_id, &practice.job_id)
+                .await;
+            let rescheduled = self
+                .store
+                .set_next_sync_at(&practice.practice_id, None)
+                .await;
+            if let Some(error) = released.err().or(rescheduled.err()) {
+                tracing::warn!(
+                    message = "Could not release a claimed practice; it is due again when its claim expires.",
+                    practice_id = %practice.practice_id,
+                    %error
+                );
+            }
+        }
+    }
+
+    /// Ticks until `shutdown` turns true. A failed tick is logged and the
+    /// next one tries again.
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
+        let mut interval = tokio::time::interval(self.config.tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            if let Err(error) = self.tick(OffsetDateTime::now_utc()).await {
+                tracing::warn!(message = "A scheduler tick failed; the next tick tries again.", %error);
+            }
+        }
+    }
+}
+
+/// The job a claimed practice gets.
+fn job_for(
+    practice: &DuePractice,
+    tick_id: &str,
+    now: OffsetDateTime,
+    max_spread: Duration,
+) -> Outgoing {
+    let kind = match practice.status {
+        PracticeStatus::InitialSync => JobKind::InitialPlan,
+        _ => JobKind::Incremental,
+    };
+    let job = Job {
+        job_id: practice.job_id.clone(),
+        practice_id: practice.practice_id.clone(),
+        kind,
+        trigger: Trigger::Schedule,
+        resource: None,
+        chunk_id: None,
+        range: None,
+        enqueued_at: now,
+    };
+    Outgoing {
+        body: job.encode(),
+        lane: Lane::Standard,
+        delay: schedule::spread_delay(
+            &practice.practice_id,
+            tick_id,
+            practice.sync_interval_minutes,
+            max_spread,
+        ),
+    }
+}

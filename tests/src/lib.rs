@@ -201,6 +201,11 @@ impl TestStore {
         })
     }
 
+    /// The database's URL, for processes of their own.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// Closes the pool and drops the scratch database.
     pub async fn remove(self) -> Result<()> {
         self.store.close().await;

@@ -4,9 +4,9 @@
 mod connect;
 mod data;
 mod demo;
-// Runtime helper (runtime-store): `history` and `status`.
 mod history;
 mod pull;
+mod runtime;
 mod sim;
 mod sync_cmd;
 
@@ -55,7 +55,16 @@ enum Command {
     Migrate(data::MigrateArgs),
     /// Rebuild a practice's tables from the raw archive, without API calls.
     Replay(data::ReplayArgs),
-    // ---- runtime-store: history and status (the lead reconciles) ----
+    /// The scheduler role: enqueue the jobs of the practices that are due.
+    Scheduler(runtime::SchedulerArgs),
+    /// The worker role: run jobs from the queue (SIGTERM: finish or
+    /// release running jobs within the grace period, then exit 0).
+    Worker(runtime::WorkerArgs),
+    /// Force Sync Now: enqueue a practice's sync ahead of scheduled work,
+    /// or fold into the one queued or running.
+    Force(runtime::ForceArgs),
+    /// The dead letters: list them, or move them back to the queue.
+    Dlq(runtime::DlqArgs),
     /// Show the sync history: one line per attempt, newest first.
     History(history::HistoryArgs),
     /// Show every practice: status, freshness, next due, job in flight.
@@ -89,7 +98,10 @@ fn main() -> Result<()> {
             Command::Sync(args) => sync_cmd::run(args).await,
             Command::Migrate(args) => data::migrate(args).await,
             Command::Replay(args) => data::replay(args).await,
-            // runtime-store
+            Command::Scheduler(args) => runtime::scheduler(args).await,
+            Command::Worker(args) => runtime::worker(args).await,
+            Command::Force(args) => runtime::force(args).await,
+            Command::Dlq(args) => runtime::dlq(args).await,
             Command::History(args) => history::history(args).await,
             Command::Status(args) => history::status(args).await,
         }

@@ -1,0 +1,1034 @@
+//! The job runtime end to end: schedulers, workers and a queue (SQS on moto,
+//! and the database queue), the simulator as Ascend, Postgres as RDS.
+//!
+//! What the platform team would notice: every practice synced every cycle,
+//! never two jobs of one practice running at once, no job lost when a worker
+//! is killed, poison and failing jobs in the dead letters with their reason
+//! and back again on redrive, running jobs released on SIGTERM, Force Sync
+//! Now ahead of scheduled work and folded into a running sync.
+//!
+//! Each test runs on both queues. The SQS half needs
+//! `ASCEND_SYNC_TEST_AWS_ENDPOINT` (moto; `cargo xtask test` starts it) and
+//! every test needs `DATABASE_URL`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use ascend_client::{Connection, Resource};
+use ascend_sim::{FaultConfig, MutateRequest, SimConfig, Size};
+use queue::job::{Job, JobKind, Trigger};
+use queue::{DbQueue, Lane, Outgoing, Queue, QueueSettings, SqsQueue};
+use scheduler::{Scheduler, SchedulerConfig};
+use store::{
+    ForceDecision, HistoryQuery, NewPractice, Practice, PracticeStatus, RunRecord, RunState, Store,
+};
+use sync_core::Scope;
+use system_tests::{Db, Sim, TempDir, TestStore, assert_table_equals_source, test_client};
+use time::OffsetDateTime;
+use tokio::sync::watch;
+use worker::jobs::{Credentials, CredentialsError, Worker, WorkerConfig};
+use worker::{SyncConfig, Syncer};
+
+const ENDPOINT_VAR: &str = "ASCEND_SYNC_TEST_AWS_ENDPOINT";
+const BIN: &str = env!("CARGO_BIN_EXE_ascend-sync");
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Sqs,
+    Database,
+}
+
+macro_rules! on_both_queues {
+    ($($name:ident),* $(,)?) => {
+        mod sqs {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() -> anyhow::Result<()> {
+                    super::$name(super::Kind::Sqs).await
+                }
+            )*
+        }
+        mod database {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() -> anyhow::Result<()> {
+                    super::$name(super::Kind::Database).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_queues!(
+    fifty_practices_three_workers_two_schedulers,
+    a_killed_worker_s_job_is_redelivered_and_completes,
+    poison_and_failing_jobs_reach_the_dead_letters_and_redrive_back,
+    sigterm_releases_running_jobs_within_the_grace,
+    force_sync_goes_first_and_folds_into_a_running_sync,
+);
+
+/// Credentials by organization, for in-process workers.
+struct TestCredentials(HashMap<String, Connection>);
+
+impl Credentials for TestCredentials {
+    fn connection(&self, practice: &Practice) -> Result<Connection, CredentialsError> {
+        self.0
+            .get(&practice.organization_id)
+            .cloned()
+            .ok_or_else(|| CredentialsError {
+                practice_id: practice.practice_id.clone(),
+                detail: "no such organization".into(),
+            })
+    }
+}
+
+/// The simulator, a scratch database, an archive folder, a queue and the
+/// settings a worker process needs to join them.
+struct Env {
+    kind: Kind,
+    sim: Sim,
+    db: TestStore,
+    archive_dir: TempDir,
+    queue: Queue,
+    settings: QueueSettings,
+    /// `--queue ...` arguments for the binary.
+    queue_args: Vec<String>,
+    credentials_file: PathBuf,
+    /// practice id -> (organization index, scope)
+    practices: Vec<(String, usize, Scope)>,
+}
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+impl Env {
+    async fn new(kind: Kind, orgs: usize, size: Size, settings: QueueSettings) -> Result<Env> {
+        let sim = Sim::start(SimConfig {
+            orgs,
+            size,
+            seed: 11,
+            ..SimConfig::default()
+        })
+        .await?;
+        let db = TestStore::new(Db::Postgres).await?;
+        let archive_dir = TempDir::new("runtime-archive")?;
+        let database_url = db_url(&db)?;
+        let (queue, queue_args) = match kind {
+            Kind::Database => (
+                Queue::Database(DbQueue::new(db.store.clone(), settings)),
+                vec!["--queue".into(), "database".into()],
+            ),
+            Kind::Sqs => {
+                let endpoint = std::env::var(ENDPOINT_VAR).with_context(|| {
+                    format!("{ENDPOINT_VAR} is not set: run `cargo xtask test`")
+                })?;
+                let prefix = format!(
+                    "rt{}x{}",
+                    std::process::id(),
+                    NEXT.fetch_add(1, Ordering::Relaxed)
+                );
+                let sqs = SqsQueue::provision(
+                    Some(endpoint.clone()),
+                    Some("us-east-1".into()),
+                    &prefix,
+                    settings,
+                )
+                .await?;
+                let (priority, standard, dead) = sqs.queue_urls();
+                let args = vec![
+                    "--queue".into(),
+                    "sqs".into(),
+                    "--sqs-endpoint".into(),
+                    endpoint.clone(),
+                    "--sqs-priority-url".into(),
+                    priority.to_owned(),
+                    "--sqs-standard-url".into(),
+                    standard.to_owned(),
+                    "--sqs-dead-letter-url".into(),
+                    dead.to_owned(),
+                ];
+                (Queue::Sqs(sqs), args)
+            }
+        };
+        let mut queue_args = queue_args;
+        queue_args.extend([
+            "--database-url".into(),
+            database_url,
+            "--max-receive-count".into(),
+            settings.max_receive_count.to_string(),
+            "--visibility-secs".into(),
+            settings.visibility.as_secs().max(1).to_string(),
+        ]);
+        let credentials_file = archive_dir.path().join("orgs.jsonl");
+        let mut lines = String::new();
+        for i in 0..orgs {
+            let org = sim.org(i);
+            lines.push_str(&serde_json::to_string(&serde_json::json!({
+                "organization_id": org.organization_id,
+                "client_id": org.client_id,
+                "client_secret": org.client_secret,
+                "api_base": org.api_base,
+                "token_url": org.token_url,
+            }))?);
+            lines.push('\n');
+        }
+        std::fs::write(&credentials_file, lines)?;
+        Ok(Env {
+            kind,
+            sim,
+            db,
+            archive_dir,
+            queue,
+            settings,
+            queue_args,
+            credentials_file,
+            practices: Vec::new(),
+        })
+    }
+
+    fn store(&self) -> &Store {
+        &self.db.store
+    }
+
+    /// Registers `n` practices over the organizations: the first of each
+    /// organization covers the whole organization, the others one of its
+    /// locations in turn, so several practices share an organization.
+    async fn add_practices(&mut self, n: usize, orgs: usize) -> Result<()> {
+        for i in 0..n {
+            let org = i % orgs;
+            let info = self.sim.org(org);
+            let nth = i / orgs;
+            let location: u64 = if nth == 0 {
+                0
+            } else {
+                info.location_ids[(nth - 1) % info.location_ids.len()].parse()?
+            };
+            let practice_id = format!("practice-{i:03}");
+            self.store()
+                .upsert_practice(&NewPractice {
+                    practice_id: practice_id.clone(),
+                    organization_id: info.organization_id.clone(),
+                    location_id: location as i64,
+                    api_base: info.api_base.clone(),
+                    sync_interval_minutes: 15,
+                })
+                .await?;
+            self.practices.push((
+                practice_id,
+                org,
+                Scope {
+                    location_id: (location > 0).then_some(location),
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    fn credentials(&self, orgs: usize) -> Result<Arc<dyn Credentials>> {
+        let mut map = HashMap::new();
+        for i in 0..orgs {
+            map.insert(
+                self.sim.org(i).organization_id.clone(),
+                self.sim.connection(i)?,
+            );
+        }
+        Ok(Arc::new(TestCredentials(map)))
+    }
+
+    /// An in-process worker with its own name.
+    fn worker(&self, name: &str, orgs: usize, concurrency: usize) -> Result<Worker> {
+        let syncer = Syncer::new(
+            self.store().clone(),
+            blob::Archive::local(self.archive_dir.path().join("archive"))?,
+            SyncConfig {
+                concurrency: 2,
+                ..SyncConfig::default()
+            },
+        );
+        Ok(Worker::new(
+            syncer,
+            self.queue.clone(),
+            test_client(2000)?,
+            self.credentials(orgs)?,
+            WorkerConfig {
+                worker_id: name.to_owned(),
+                concurrency,
+                job_timeout: Duration::from_secs(120),
+                grace: Duration::from_secs(5),
+                visibility: self.settings.visibility,
+                receive_wait: Duration::from_millis(500),
+                initial_claim: Duration::from_secs(600),
+                first_backoff: Duration::from_millis(200),
+                max_backoff: Duration::from_secs(1),
+            },
+        ))
+    }
+
+    fn scheduler(&self, name: &str) -> Scheduler {
+        Scheduler::new(
+            self.store().clone(),
+            self.queue.clone(),
+            SchedulerConfig {
+                scheduler_id: name.to_owned(),
+                tick: Duration::from_secs(1),
+                batch: 7,
+                claim_for: Duration::from_secs(600),
+                max_spread: Duration::from_millis(300),
+            },
+        )
+    }
+
+    /// `ascend-sync worker` as a process of its own.
+    fn spawn_worker_process(&self, extra: &[&str]) -> Result<Child> {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("worker")
+            .args(&self.queue_args)
+            .args(["--archive-dir"])
+            .arg(self.archive_dir.path().join("archive"))
+            .arg("--credentials-file")
+            .arg(&self.credentials_file)
+            .args(["--insecure-loopback", "--requests-per-second", "2000"])
+            .args(["--receive-wait-secs", "1"])
+            .args(extra)
+            .env("ASCEND_SYNC_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        Ok(cmd.spawn()?)
+    }
+
+    /// `ascend-sync COMMAND <queue args> ACTION...`, its stdout.
+    fn run_cli(&self, command: &str, action: &[&str]) -> Result<String> {
+        let args: Vec<&str> = std::iter::once(command)
+            .chain(action.iter().copied())
+            .collect();
+        let output = Command::new(BIN)
+            .arg(command)
+            .args(&self.queue_args)
+            .args(action)
+            .output()?;
+        ensure!(
+            output.status.success(),
+            "ascend-sync {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(String::from_utf8(output.stdout)?)
+    }
+
+    async fn assert_practice_converged(&self, practice_id: &str) -> Result<usize> {
+        let (_, org, scope) = self
+            .practices
+            .iter()
+            .find(|(p, _, _)| p == practice_id)
+            .context("unknown practice")?;
+        let mut total = 0;
+        for &resource in Resource::ALL {
+            total += assert_table_equals_source(
+                &self.sim,
+                *org,
+                self.store(),
+                practice_id,
+                *scope,
+                resource,
+            )
+            .await
+            .with_context(|| format!("{practice_id} {resource}"))?;
+        }
+        Ok(total)
+    }
+
+    async fn remove(self) -> Result<()> {
+        self.sim.shutdown().await;
+        self.db.remove().await
+    }
+}
+
+fn db_url(db: &TestStore) -> Result<String> {
+    Ok(db.url().to_owned())
+}
+
+/// Runs in-process workers until dropped (shutdown on drop).
+struct Fleet {
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<worker::jobs::WorkerReport>>,
+}
+
+impl Fleet {
+    fn start(workers: Vec<Worker>) -> Fleet {
+        let (shutdown, rx) = watch::channel(false);
+        let tasks = workers
+            .into_iter()
+            .map(|w| {
+                let rx = rx.clone();
+                tokio::spawn(async move { w.run(rx).await })
+            })
+            .collect();
+        Fleet { shutdown, tasks }
+    }
+
+    async fn stop(self) -> Vec<worker::jobs::WorkerReport> {
+        let _ = self.shutdown.send(true);
+        let mut reports = Vec::new();
+        for task in self.tasks {
+            if let Ok(report) = task.await {
+                reports.push(report);
+            }
+        }
+        reports
+    }
+}
+
+/// Polls `check` until it holds or `limit` passes.
+async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let started = Instant::now();
+    loop {
+        if check().await? {
+            return Ok(());
+        }
+        if started.elapsed() > limit {
+            bail!("gave up waiting ({} s) for: {what}", limit.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn all_runs(store: &Store, practice_id: Option<&str>) -> Result<Vec<RunRecord>> {
+    Ok(store
+        .history(&HistoryQuery {
+            practice_id: practice_id.map(str::to_owned),
+            failed_only: false,
+            since: None,
+            limit: 100_000,
+        })
+        .await?)
+}
+
+/// No two runs of one practice that touch its watermarks or plan (every
+/// kind but the initial sync's parallel chunks) overlap in time.
+fn assert_never_two_at_once(runs: &[RunRecord]) -> Result<()> {
+    let mut by_practice: HashMap<&str, Vec<&RunRecord>> = HashMap::new();
+    for run in runs.iter().filter(|r| r.kind != "initial_chunk") {
+        by_practice.entry(&run.practice_id).or_default().push(run);
+    }
+    for (practice, mut runs) in by_practice {
+        runs.sort_by_key(|r| r.started_at);
+        for pair in runs.windows(2) {
+            let end = pair[0]
+                .ended_at
+                .with_context(|| format!("{practice}: run {} never ended", pair[0].run_id))?;
+            ensure!(
+                end <= pair[1].started_at,
+                "{practice}: runs {} and {} overlap",
+                pair[0].run_id,
+                pair[1].run_id
+            );
+        }
+    }
+    Ok(())
+}
+
+fn settings(max_receive_count: u32, visibility_secs: u64) -> QueueSettings {
+    QueueSettings {
+        max_receive_count,
+        visibility: Duration::from_secs(visibility_secs),
+    }
+}
+
+async fn fifty_practices_three_workers_two_schedulers(kind: Kind) -> Result<()> {
+    const ORGS: usize = 5;
+    const PRACTICES: usize = 50;
+    let mut env = Env::new(kind, ORGS, Size::Tiny, settings(5, 30)).await?;
+    env.add_practices(PRACTICES, ORGS).await?;
+    let fleet = Fleet::start(vec![
+        env.worker("worker-a", ORGS, 4)?,
+        env.worker("worker-b", ORGS, 4)?,
+        env.worker("worker-c", ORGS, 4)?,
+    ]);
+    let schedulers = [env.scheduler("scheduler-1"), env.scheduler("scheduler-2")];
+
+    // Cycle 0: both replicas tick at once; each practice is claimed by one.
+    let t0 = OffsetDateTime::now_utc();
+    let (a, b) = tokio::join!(schedulers[0].tick(t0), schedulers[1].tick(t0));
+    let enqueued = a?.enqueued + b?.enqueued;
+    ensure!(
+        enqueued == PRACTICES as u64,
+        "cycle 0 enqueued {enqueued}, not {PRACTICES}"
+    );
+    let store = env.store().clone();
+    eventually(
+        "every initial sync complete",
+        Duration::from_secs(240),
+        || {
+            let store = store.clone();
+            async move {
+                let practices = store.list_practices().await?;
+                Ok(practices.iter().all(|p| p.status == PracticeStatus::Active))
+            }
+        },
+    )
+    .await?;
+
+    for cycle in 1..=3i64 {
+        for org in 0..ORGS {
+            env.sim
+                .mutate(
+                    org,
+                    &MutateRequest {
+                        resource: None,
+                        creates: 3,
+                        updates: 4,
+                        deletes: 0,
+                        seed: (cycle as u64) * 100 + org as u64,
+                    },
+                )
+                .await?;
+        }
+        let cycle_start = OffsetDateTime::now_utc();
+        // The schedulers' clock moves a whole interval per cycle.
+        let now = t0 + time::Duration::minutes(15 * cycle) + time::Duration::seconds(1);
+        let (a, b) = tokio::join!(schedulers[0].tick(now), schedulers[1].tick(now));
+        let (a, b) = (a?, b?);
+        ensure!(
+            a.enqueued + b.enqueued == PRACTICES as u64,
+            "cycle {cycle}: {} + {} jobs enqueued for {PRACTICES} practices",
+            a.enqueued,
+            b.enqueued
+        );
+        // A second tick at the same time finds nothing due: a practice is
+        // never enqueued twice in one cycle.
+        let again = schedulers[1].tick(now).await?;
+        ensure!(
+            again.enqueued == 0,
+            "cycle {cycle}: a second tick enqueued {}",
+            again.enqueued
+        );
+        let store = env.store().clone();
+        eventually(
+            &format!("cycle {cycle}: every practice synced"),
+            Duration::from_secs(180),
+            || {
+                let store = store.clone();
+                async move {
+                    let practices = store.list_practices().await?;
+                    Ok(practices
+                        .iter()
+                        .all(|p| p.last_success_at.is_some_and(|at| at >= cycle_start)))
+                }
+            },
+        )
+        .await?;
+        // Every practice has exactly one incremental run this cycle, and
+        // it succeeded.
+        let runs = all_runs(env.store(), None).await?;
+        for (practice, _, _) in &env.practices {
+            let this_cycle: Vec<&RunRecord> = runs
+                .iter()
+                .filter(|r| &r.practice_id == practice && r.kind == "incremental")
+                .filter(|r| r.started_at >= cycle_start)
+                .collect();
+            ensure!(
+                this_cycle.len() == 1 && this_cycle[0].status == RunState::Succeeded,
+                "cycle {cycle}: {practice} ran {:?}",
+                this_cycle
+                    .iter()
+                    .map(|r| (r.status, r.error_message.clone()))
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+    // The queue drains: every message was deleted by the job that did its
+    // work (or skipped as covered), none is left hidden or waiting.
+    let queue = env.queue.clone();
+    let drained = eventually("the queue drains", Duration::from_secs(45), || {
+        let queue = queue.clone();
+        async move {
+            let depth = queue.depth().await?;
+            Ok(depth.visible == 0 && depth.in_flight == 0 && depth.delayed == 0)
+        }
+    })
+    .await;
+    let reports = fleet.stop().await;
+    if let Err(error) = drained {
+        let runs = all_runs(env.store(), None).await?;
+        let odd: Vec<_> = runs
+            .iter()
+            .filter(|r| r.status != RunState::Succeeded)
+            .map(|r| (&r.practice_id, &r.kind, r.status, &r.error_message))
+            .collect();
+        bail!(
+            "{error}: {:?}; runs not succeeded: {odd:?}",
+            env.queue.depth().await?
+        );
+    }
+    ensure!(reports.len() == 3);
+    ensure!(
+        reports.iter().all(|r| r.received > 0),
+        "every worker took part: {reports:?}"
+    );
+
+    // Nothing lost: every table of every practice equals the source; the
+    // queue is empty; no dead letters; no two jobs of a practice at once.
+    for (practice, _, _) in &env.practices {
+        env.assert_practice_converged(practice).await?;
+    }
+    let runs = all_runs(env.store(), None).await?;
+    assert_never_two_at_once(&runs)?;
+    ensure!(
+        runs.iter()
+            .all(|r| !matches!(r.status, RunState::DeadLettered | RunState::Running)),
+        "a run was dead-lettered or never ended"
+    );
+    ensure!(
+        env.queue.dead_letters(10).await?.is_empty(),
+        "dead letters left"
+    );
+    env.remove().await
+}
+
+/// Waits until a run of `practice` of `kind` is running in history.
+async fn wait_for_running(store: &Store, practice: &str, kind: &'static str) -> Result<()> {
+    eventually("a run in progress", Duration::from_secs(60), || {
+        let store = store.clone();
+        let practice = practice.to_owned();
+        async move {
+            let runs = all_runs(&store, Some(&practice)).await?;
+            Ok(runs
+                .iter()
+                .any(|r| r.status == RunState::Running && r.kind == kind))
+        }
+    })
+    .await
+}
+
+async fn a_killed_worker_s_job_is_redelivered_and_completes(kind: Kind) -> Result<()> {
+    let mut env = Env::new(kind, 1, Size::Small, settings(5, 3)).await?;
+    env.add_practices(1, 1).await?;
+    let practice = env.practices[0].0.clone();
+    // Every call takes 150 ms, so the job is surely mid-way when killed.
+    env.sim
+        .set_faults(
+            0,
+            &FaultConfig {
+                slow_rate: 1.0,
+                slow_ms: Some(150),
+                ..FaultConfig::default()
+            },
+        )
+        .await?;
+    env.scheduler("s").tick(OffsetDateTime::now_utc()).await?;
+    let mut child = env.spawn_worker_process(&["--concurrency", "2", "--page-size", "50"])?;
+    wait_for_running(env.store(), &practice, "initial_chunk").await?;
+    // Let some pages commit, then SIGKILL: no chance to clean up.
+    let store = env.store().clone();
+    eventually("some rows landed", Duration::from_secs(60), || {
+        let store = store.clone();
+        let practice = practice.clone();
+        async move {
+            let chunks = store.list_chunks(&practice).await?;
+            Ok(chunks
+                .iter()
+                .any(|c| c.landed > 0 && c.status == store::ChunkStatus::Pending))
+        }
+    })
+    .await?;
+    child.kill()?;
+    child.wait()?;
+    let killed_runs: Vec<String> = all_runs(env.store(), Some(&practice))
+        .await?
+        .into_iter()
+        .filter(|r| r.status == RunState::Running)
+        .map(|r| r.job_id)
+        .collect();
+    ensure!(
+        !killed_runs.is_empty(),
+        "nothing was running when the worker was killed"
+    );
+
+    env.sim.set_faults(0, &FaultConfig::default()).await?;
+    let fleet = Fleet::start(vec![env.worker("rescuer", 1, 4)?]);
+    let store = env.store().clone();
+    eventually(
+        "the initial sync completes",
+        Duration::from_secs(120),
+        || {
+            let store = store.clone();
+            let practice = practice.clone();
+            async move {
+                Ok(store
+                    .get_practice(&practice)
+                    .await?
+                    .is_some_and(|p| p.status == PracticeStatus::Active))
+            }
+        },
+    )
+    .await?;
+    fleet.stop().await;
+    env.assert_practice_converged(&practice).await?;
+    // Each job the killed worker held was delivered again and succeeded.
+    let runs = all_runs(env.store(), Some(&practice)).await?;
+    for job in &killed_runs {
+        ensure!(
+            runs.iter()
+                .any(|r| &r.job_id == job && r.status == RunState::Succeeded && r.attempt >= 2),
+            "job {job} was not redelivered to completion: {:?}",
+            runs.iter()
+                .filter(|r| &r.job_id == job)
+                .map(|r| (r.attempt, r.status))
+                .collect::<Vec<_>>()
+        );
+    }
+    ensure!(env.queue.dead_letters(10).await?.is_empty());
+    env.remove().await
+}
+
+async fn poison_and_failing_jobs_reach_the_dead_letters_and_redrive_back(kind: Kind) -> Result<()> {
+    let mut env = Env::new(kind, 1, Size::Tiny, settings(2, 2)).await?;
+    env.add_practices(1, 1).await?;
+    let practice = env.practices[0].0.clone();
+    // Poison: not JSON, and a version this worker does not know.
+    env.queue
+        .send(&[
+            Outgoing {
+                body: "{this is not a job".into(),
+                lane: Lane::Standard,
+                delay: Duration::ZERO,
+            },
+            Outgoing {
+                body: r#"{"v":99,"job_id":"j","practice_id":"p","kind":"incremental","trigger":"schedule","enqueued_at":"2026-01-01T00:00:00Z"}"#.into(),
+                lane: Lane::Standard,
+                delay: Duration::ZERO,
+            },
+        ])
+        .await?;
+    // A job that keeps failing: every API call answers 500.
+    env.sim
+        .set_faults(
+            0,
+            &FaultConfig {
+                error_5xx_rate: 1.0,
+                ..FaultConfig::default()
+            },
+        )
+        .await?;
+    env.scheduler("s").tick(OffsetDateTime::now_utc()).await?;
+    let fleet = Fleet::start(vec![env.worker("w", 1, 2)?]);
+    let queue = env.queue.clone();
+    eventually("three dead letters", Duration::from_secs(90), || {
+        let queue = queue.clone();
+        async move { Ok(queue.dead_letters(10).await?.len() == 3) }
+    })
+    .await?;
+    fleet.stop().await;
+
+    // `dlq list` shows each with its practice, kind and reason.
+    let listed = env.run_cli("dlq", &["list"])?;
+    ensure!(listed.contains("3 dead job(s)"), "dlq list said:\n{listed}");
+    ensure!(
+        listed.contains(&practice),
+        "dlq list misses the failing job:\n{listed}"
+    );
+    ensure!(
+        listed.contains("initial"),
+        "dlq list misses the kind:\n{listed}"
+    );
+    ensure!(
+        listed.contains("transient"),
+        "dlq list misses the last error:\n{listed}"
+    );
+    ensure!(
+        listed.to_lowercase().contains("version"),
+        "dlq list misses the version reason:\n{listed}"
+    );
+    ensure!(
+        listed.contains("unreadable"),
+        "dlq list misses the unreadable one:\n{listed}"
+    );
+    let runs = all_runs(env.store(), Some(&practice)).await?;
+    ensure!(
+        runs.iter().any(|r| r.status == RunState::DeadLettered),
+        "history does not say dead_lettered: {:?}",
+        runs.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+
+    // The vendor recovers; redrive brings the job back and it completes.
+    env.sim.set_faults(0, &FaultConfig::default()).await?;
+    let moved = env.run_cli("dlq", &["redrive", "--all"])?;
+    ensure!(moved.contains("moved 3"), "redrive said: {moved}");
+    let fleet = Fleet::start(vec![env.worker("w2", 1, 2)?]);
+    let store = env.store().clone();
+    eventually(
+        "the redriven job completes",
+        Duration::from_secs(90),
+        || {
+            let store = store.clone();
+            let practice = practice.clone();
+            async move {
+                // The plan ran; its chunks follow.
+                Ok(store
+                    .get_practice(&practice)
+                    .await?
+                    .is_some_and(|p| p.status == PracticeStatus::Active))
+            }
+        },
+    )
+    .await?;
+    // The poison comes back as poison: dead again, still not lost.
+    let queue = env.queue.clone();
+    eventually("the poison is dead again", Duration::from_secs(30), || {
+        let queue = queue.clone();
+        async move { Ok(queue.dead_letters(10).await?.len() == 2) }
+    })
+    .await?;
+    fleet.stop().await;
+    env.assert_practice_converged(&practice).await?;
+    env.remove().await
+}
+
+async fn sigterm_releases_running_jobs_within_the_grace(kind: Kind) -> Result<()> {
+    // A long visibility: a message seen again at once was released, not
+    // timed out.
+    let mut env = Env::new(kind, 1, Size::Small, settings(5, 120)).await?;
+    env.add_practices(1, 1).await?;
+    let practice = env.practices[0].0.clone();
+    env.sim
+        .set_faults(
+            0,
+            &FaultConfig {
+                slow_rate: 1.0,
+                slow_ms: Some(300),
+                ..FaultConfig::default()
+            },
+        )
+        .await?;
+    env.scheduler("s").tick(OffsetDateTime::now_utc()).await?;
+    // 300 ms a call: the plan job (two calls and more per resource) and
+    // the chunk jobs (pages of 50) outlast the one-second grace.
+    let mut child = env.spawn_worker_process(&[
+        "--concurrency",
+        "2",
+        "--grace-secs",
+        "1",
+        "--page-size",
+        "50",
+    ])?;
+    wait_for_running(env.store(), &practice, "initial_plan").await?;
+    let pid = child.id().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status()?;
+    ensure!(status.success());
+    let exit = wait_child(&mut child, Duration::from_secs(30))?;
+    ensure!(exit.success(), "the worker exited with {exit}");
+    let runs = all_runs(env.store(), Some(&practice)).await?;
+    let released: Vec<String> = runs
+        .iter()
+        .filter(|r| r.status == RunState::Retrying && r.error_class.as_deref() == Some("shutdown"))
+        .map(|r| r.job_id.clone())
+        .collect();
+    ensure!(
+        !released.is_empty(),
+        "history does not record the release: {:?}",
+        runs.iter()
+            .map(|r| (r.status, r.error_class.clone()))
+            .collect::<Vec<_>>()
+    );
+    // The released jobs are on the queue again at once, not after 120 s.
+    let mut seen = Vec::new();
+    loop {
+        let batch = env.queue.receive(10, Duration::from_secs(1)).await?;
+        if batch.is_empty() {
+            break;
+        }
+        seen.extend(batch);
+    }
+    for job_id in &released {
+        let delivery = seen
+            .iter()
+            .find(|d| Job::decode(&d.body).is_ok_and(|j| &j.job_id == job_id))
+            .with_context(|| format!("released job {job_id} is not receivable at once"))?;
+        ensure!(
+            delivery.receive_count >= 2,
+            "job {job_id} was never received before"
+        );
+    }
+    for delivery in &seen {
+        env.queue.set_visibility(delivery, Duration::ZERO).await?;
+    }
+    ensure!(
+        runs.iter().all(|r| r.status != RunState::Running),
+        "a run was left running"
+    );
+    // And the job completes elsewhere, with nothing lost.
+    env.sim.set_faults(0, &FaultConfig::default()).await?;
+    let fleet = Fleet::start(vec![env.worker("w", 1, 4)?]);
+    let store = env.store().clone();
+    eventually(
+        "the initial sync completes",
+        Duration::from_secs(120),
+        || {
+            let store = store.clone();
+            let practice = practice.clone();
+            async move {
+                Ok(store
+                    .get_practice(&practice)
+                    .await?
+                    .is_some_and(|p| p.status == PracticeStatus::Active))
+            }
+        },
+    )
+    .await?;
+    fleet.stop().await;
+    env.assert_practice_converged(&practice).await?;
+    env.remove().await
+}
+
+fn wait_child(child: &mut Child, limit: Duration) -> Result<std::process::ExitStatus> {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            bail!(
+                "the worker did not exit within {} s of SIGTERM",
+                limit.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+async fn force_sync_goes_first_and_folds_into_a_running_sync(kind: Kind) -> Result<()> {
+    const N: usize = 4;
+    let mut env = Env::new(kind, 2, Size::Tiny, settings(5, 30)).await?;
+    env.add_practices(N, 2).await?;
+    // Initial syncs first.
+    env.scheduler("s").tick(OffsetDateTime::now_utc()).await?;
+    let fleet = Fleet::start(vec![env.worker("w", 2, 4)?]);
+    let store = env.store().clone();
+    eventually("initial syncs complete", Duration::from_secs(120), || {
+        let store = store.clone();
+        async move {
+            Ok(store
+                .list_practices()
+                .await?
+                .iter()
+                .all(|p| p.status == PracticeStatus::Active))
+        }
+    })
+    .await?;
+    fleet.stop().await;
+
+    // Scheduled jobs wait on the queue (no worker runs); then a practice
+    // asks for Force Sync Now.
+    for (practice, _, _) in &env.practices {
+        env.store().set_next_sync_at(practice, None).await?;
+    }
+    let tick = env.scheduler("s").tick(OffsetDateTime::now_utc()).await?;
+    ensure!(tick.enqueued == N as u64);
+    let forced = env.practices[N - 1].0.clone();
+    let decision = worker::jobs::force_sync(
+        env.store(),
+        &env.queue,
+        &forced,
+        Trigger::Force,
+        Duration::from_secs(600),
+    )
+    .await?;
+    let ForceDecision::Enqueue { job_id: forced_job } = decision else {
+        bail!("force was not enqueued: {decision:?}");
+    };
+    // A second click while it is queued folds into it.
+    let again = worker::jobs::force_sync(
+        env.store(),
+        &env.queue,
+        &forced,
+        Trigger::Force,
+        Duration::from_secs(600),
+    )
+    .await?;
+    ensure!(
+        !matches!(again, ForceDecision::Enqueue { ref job_id } if job_id != &forced_job),
+        "a second Force Sync Now doubled the job: {again:?}"
+    );
+
+    // One worker, one job at a time: the forced job runs first.
+    let before = OffsetDateTime::now_utc();
+    let fleet = Fleet::start(vec![env.worker("w", 2, 1)?]);
+    let store = env.store().clone();
+    eventually("every practice synced", Duration::from_secs(120), || {
+        let store = store.clone();
+        async move {
+            Ok(store
+                .list_practices()
+                .await?
+                .iter()
+                .all(|p| p.last_success_at.is_some_and(|at| at >= before)))
+        }
+    })
+    .await?;
+    fleet.stop().await;
+    let mut runs: Vec<RunRecord> = all_runs(env.store(), None)
+        .await?
+        .into_iter()
+        .filter(|r| r.started_at >= before && r.status != RunState::Skipped)
+        .collect();
+    runs.sort_by_key(|r| r.started_at);
+    ensure!(
+        runs.first()
+            .is_some_and(|r| r.job_id == forced_job && r.trigger == "force"),
+        "the forced job did not run first: {:?}",
+        runs.iter()
+            .map(|r| (&r.practice_id, &r.trigger))
+            .collect::<Vec<_>>()
+    );
+    // The forced practice synced once: its scheduled job was folded
+    // (skipped), not run a second time.
+    let forced_runs: Vec<&RunRecord> = runs.iter().filter(|r| r.practice_id == forced).collect();
+    ensure!(
+        forced_runs.len() == 1,
+        "the forced practice ran {} times",
+        forced_runs.len()
+    );
+
+    // While a sync of the practice runs, Force Sync Now folds into it.
+    ensure!(
+        env.store()
+            .acquire_lease(
+                &format!("practice:{forced}"),
+                "someone-else/job",
+                time::Duration::seconds(60),
+                OffsetDateTime::now_utc()
+            )
+            .await?
+    );
+    let queued_before = env.queue.depth().await?;
+    let running = worker::jobs::force_sync(
+        env.store(),
+        &env.queue,
+        &forced,
+        Trigger::Force,
+        Duration::from_secs(600),
+    )
+    .await?;
+    ensure!(
+        matches!(running, ForceDecision::AlreadyRunning { .. }),
+        "force during a running sync: {running:?}"
+    );
+    let after = env.queue.depth().await?;
+    ensure!(
+        after.visible + after.delayed == queued_before.visible + queued_before.delayed,
+        "a job was enqueued anyway: {queued_before:?} -> {after:?}"
+    );
+    let _ = env.kind;
+    env.remove().await
+}
+
+#[allow(dead_code)]
+fn unused(_: &Path, _: JobKind) {}

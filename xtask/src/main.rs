@@ -8,7 +8,7 @@
 //! - `cargo xtask test --no-lint`: the same without fmt and clippy.
 //! - `cargo xtask services`: only install and start the services, print the
 //!   environment the tests read, and keep moto running until Ctrl-C.
-//! - `cargo xtask bench pull`: the client benchmark (see docs/benchmarks.md).
+//! - `cargo xtask bench pull|sync|tick`: the benchmarks (see docs/benchmarks.md).
 
 use std::env;
 use std::io::{Read, Write};
@@ -27,7 +27,7 @@ fn main() -> ExitCode {
         Some("services") => services(),
         Some("bench") => bench(&args[1..]),
         _ => Err(
-            "usage: cargo xtask test [--no-lint] [-- <test filter args>] | services | bench pull [--size large]"
+            "usage: cargo xtask test [--no-lint] [-- <test filter args>] | services | bench pull|sync|tick"
                 .to_string(),
         ),
     };
@@ -292,7 +292,8 @@ fn bench(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("pull") => bench_pull(&args[1..]),
         Some("sync") => bench_sync(&args[1..]),
-        _ => Err("usage: cargo xtask bench pull|sync [--size small|medium|large] [--seed N] [--concurrency N]".into()),
+        Some("tick") => bench_tick(&args[1..]),
+        _ => Err("usage: cargo xtask bench pull|sync [--size small|medium|large] [--seed N] [--concurrency N] | tick [--practices N]".into()),
     }
 }
 
@@ -339,6 +340,29 @@ fn bench_pull(args: &[String]) -> Result<()> {
     let _ = sim.kill();
     let _ = sim.wait();
     outcome
+}
+
+/// `cargo xtask bench tick [--practices 100000]`: one scheduler tick over
+/// that many due practices on Postgres (TCP), with the database queue.
+fn bench_tick(args: &[String]) -> Result<()> {
+    let practices = flag(args, "--practices", "100000");
+    ensure_postgres()?;
+    run(
+        Command::new("cargo")
+            .args([
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "scheduler",
+                "--example",
+                "tick_bench",
+                "--",
+                &practices,
+            ])
+            .env(DATABASE_URL, database_url()),
+        "tick_bench",
+    )
 }
 
 /// `cargo xtask bench sync [--size large] [--concurrency 8]`: the initial

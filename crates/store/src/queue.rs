@@ -202,28 +202,50 @@ impl Store {
         &self,
         messages: &[NewQueueMessage],
     ) -> Result<Vec<String>, StoreError> {
-        const SQL: &str = "INSERT INTO job_queue \
-             (message_id, lane, body, enqueued_at, visible_at, receive_count) \
-             VALUES ($1, $2, $3, $4, $5, 0)";
+        // Multi-row inserts: one statement per batch, not per message (a
+        // scheduler tick enqueues thousands).
+        const ROWS_PER_STATEMENT: usize = 500;
         const OPERATION: &str = "enqueueing jobs";
         let backend = self.backend();
         let now = DbTime::now();
-        let ids = in_transaction!(self, OPERATION, |tx| {
-            let mut ids = Vec::with_capacity(messages.len());
-            for message in messages {
-                let id = fresh_token();
-                sqlx::query(SQL)
-                    .bind(&id)
-                    .bind(message.lane.as_str())
-                    .bind(&message.body)
-                    .bind(now)
-                    .bind(later(now, message.delay))
+        let ids: Vec<String> = messages.iter().map(|_| fresh_token()).collect();
+        in_transaction!(self, OPERATION, |tx| {
+            for (batch, batch_ids) in messages
+                .chunks(ROWS_PER_STATEMENT)
+                .zip(ids.chunks(ROWS_PER_STATEMENT))
+            {
+                let mut sql = String::from(
+                    "INSERT INTO job_queue \
+                     (message_id, lane, body, enqueued_at, visible_at, receive_count) VALUES ",
+                );
+                for i in 0..batch.len() {
+                    let p = i * 5;
+                    if i > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push_str(&format!(
+                        "(${}, ${}, ${}, ${}, ${}, 0)",
+                        p + 1,
+                        p + 2,
+                        p + 3,
+                        p + 4,
+                        p + 5
+                    ));
+                }
+                let mut query = sqlx::query(&sql);
+                for (message, id) in batch.iter().zip(batch_ids) {
+                    query = query
+                        .bind(id)
+                        .bind(message.lane.as_str())
+                        .bind(&message.body)
+                        .bind(now)
+                        .bind(later(now, message.delay));
+                }
+                query
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| db_error(backend, OPERATION, e))?;
-                ids.push(id);
             }
-            ids
         });
         Ok(ids)
     }

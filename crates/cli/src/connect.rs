@@ -66,19 +66,37 @@ pub fn connection(
 /// Reads the first non-empty line of a credentials file: a JSON object with
 /// organization_id, client_id, client_secret, api_base and token_url.
 pub fn read_credentials_file(path: &Path) -> Result<Connection> {
+    read_credentials_lines(path)?
+        .into_iter()
+        .next()
+        .map(|(_, connection)| connection)
+        .context("the credentials file is empty")
+}
+
+/// Reads every non-empty line of a credentials file, each with its
+/// Organization-ID.
+pub fn read_credentials_lines(path: &Path) -> Result<Vec<(String, Connection)>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read credentials file {}", path.display()))?;
-    let line = text
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .context("the credentials file is empty")?;
-    let file: CredentialsLine = serde_json::from_str(line)
-        .context("the credentials file's first line is not the expected JSON")?;
-    connection(
-        &file.organization_id,
-        file.client_id,
-        file.client_secret,
-        &file.api_base,
-        &file.token_url,
-    )
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| {
+            let file: CredentialsLine = serde_json::from_str(line).with_context(|| {
+                format!(
+                    "line {} of {} is not the expected JSON",
+                    n + 1,
+                    path.display()
+                )
+            })?;
+            let connection = connection(
+                &file.organization_id,
+                file.client_id,
+                file.client_secret,
+                &file.api_base,
+                &file.token_url,
+            )?;
+            Ok((file.organization_id, connection))
+        })
+        .collect()
 }

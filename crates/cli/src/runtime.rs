@@ -14,14 +14,12 @@ use clap::{Args, Subcommand, ValueEnum};
 use queue::job::{Job, Trigger};
 use queue::{DbQueue, Queue, QueueSettings, RedriveSelector, SqsConfig, SqsQueue};
 use scheduler::{Scheduler, SchedulerConfig};
-use secrecy::SecretString;
-use serde::Deserialize;
 use store::{ForceDecision, Practice, Store};
 use tokio::sync::watch;
 use worker::jobs::{Credentials, CredentialsError, Worker, WorkerConfig};
 use worker::{SyncConfig, Syncer};
 
-use crate::connect::{ClientArgs, connection};
+use crate::connect::{ClientArgs, read_credentials_lines};
 use crate::data::ArchiveArgs;
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
@@ -447,16 +445,6 @@ pub fn shutdown_signal() -> watch::Receiver<bool> {
     rx
 }
 
-/// The credentials line printed by `ascend-sync sim`.
-#[derive(Deserialize)]
-struct CredentialsLine {
-    organization_id: String,
-    client_id: String,
-    client_secret: SecretString,
-    api_base: String,
-    token_url: String,
-}
-
 /// Credentials by Organization-ID, from a JSON-lines file.
 pub struct CredentialsFile {
     by_org: HashMap<String, Connection>,
@@ -464,30 +452,9 @@ pub struct CredentialsFile {
 
 impl CredentialsFile {
     pub fn read(path: &Path) -> Result<CredentialsFile> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read credentials file {}", path.display()))?;
-        let mut by_org = HashMap::new();
-        for (n, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let line: CredentialsLine = serde_json::from_str(line).with_context(|| {
-                format!(
-                    "line {} of {} is not the expected JSON",
-                    n + 1,
-                    path.display()
-                )
-            })?;
-            let conn = connection(
-                &line.organization_id,
-                line.client_id,
-                line.client_secret,
-                &line.api_base,
-                &line.token_url,
-            )?;
-            by_org.insert(line.organization_id, conn);
-        }
-        Ok(CredentialsFile { by_org })
+        Ok(CredentialsFile {
+            by_org: read_credentials_lines(path)?.into_iter().collect(),
+        })
     }
 }
 

@@ -461,19 +461,7 @@ async fn fifty_practices_three_workers_two_schedulers(kind: Kind) -> Result<()> 
         enqueued == PRACTICES as u64,
         "cycle 0 enqueued {enqueued}, not {PRACTICES}"
     );
-    let store = env.store().clone();
-    eventually(
-        "every initial sync complete",
-        Duration::from_secs(240),
-        || {
-            let store = store.clone();
-            async move {
-                let practices = store.list_practices().await?;
-                Ok(practices.iter().all(|p| p.status == PracticeStatus::Active))
-            }
-        },
-    )
-    .await?;
+    wait_until_active(env.store(), None, Duration::from_secs(240)).await?;
 
     for cycle in 1..=3i64 {
         for org in 0..ORGS {
@@ -592,6 +580,22 @@ async fn fifty_practices_three_workers_two_schedulers(kind: Kind) -> Result<()> 
     env.remove().await
 }
 
+/// Waits until `practice` (or every practice) has finished its initial
+/// sync.
+async fn wait_until_active(store: &Store, practice: Option<&str>, limit: Duration) -> Result<()> {
+    eventually("initial sync complete", limit, || {
+        let store = store.clone();
+        async move {
+            let practices = store.list_practices().await?;
+            Ok(practices
+                .iter()
+                .filter(|p| practice.is_none_or(|id| p.practice_id == id))
+                .all(|p| p.status == PracticeStatus::Active))
+        }
+    })
+    .await
+}
+
 /// Waits until a run of `practice` of `kind` is running in history.
 async fn wait_for_running(store: &Store, practice: &str, kind: &'static str) -> Result<()> {
     eventually("a run in progress", Duration::from_secs(60), || {
@@ -653,22 +657,7 @@ async fn a_killed_worker_s_job_is_redelivered_and_completes(kind: Kind) -> Resul
 
     env.sim.set_faults(0, &FaultConfig::default()).await?;
     let fleet = Fleet::start(vec![env.worker("rescuer", 1, 4)?]);
-    let store = env.store().clone();
-    eventually(
-        "the initial sync completes",
-        Duration::from_secs(120),
-        || {
-            let store = store.clone();
-            let practice = practice.clone();
-            async move {
-                Ok(store
-                    .get_practice(&practice)
-                    .await?
-                    .is_some_and(|p| p.status == PracticeStatus::Active))
-            }
-        },
-    )
-    .await?;
+    wait_until_active(env.store(), Some(&practice), Duration::from_secs(120)).await?;
     fleet.stop().await;
     env.assert_practice_converged(&practice).await?;
     // Each job the killed worker held was delivered again and succeeded.
@@ -762,23 +751,7 @@ async fn poison_and_failing_jobs_reach_the_dead_letters_and_redrive_back(kind: K
     let moved = env.run_cli("dlq", &["redrive", "--all"])?;
     ensure!(moved.contains("moved 3"), "redrive said: {moved}");
     let fleet = Fleet::start(vec![env.worker("w2", 1, 2)?]);
-    let store = env.store().clone();
-    eventually(
-        "the redriven job completes",
-        Duration::from_secs(90),
-        || {
-            let store = store.clone();
-            let practice = practice.clone();
-            async move {
-                // The plan ran; its chunks follow.
-                Ok(store
-                    .get_practice(&practice)
-                    .await?
-                    .is_some_and(|p| p.status == PracticeStatus::Active))
-            }
-        },
-    )
-    .await?;
+    wait_until_active(env.store(), Some(&practice), Duration::from_secs(90)).await?;
     // The poison comes back as poison: dead again, still not lost.
     let queue = env.queue.clone();
     eventually("the poison is dead again", Duration::from_secs(30), || {
@@ -866,22 +839,7 @@ async fn sigterm_releases_running_jobs_within_the_grace(kind: Kind) -> Result<()
     // And the job completes elsewhere, with nothing lost.
     env.sim.set_faults(0, &FaultConfig::default()).await?;
     let fleet = Fleet::start(vec![env.worker("w", 1, 4)?]);
-    let store = env.store().clone();
-    eventually(
-        "the initial sync completes",
-        Duration::from_secs(120),
-        || {
-            let store = store.clone();
-            let practice = practice.clone();
-            async move {
-                Ok(store
-                    .get_practice(&practice)
-                    .await?
-                    .is_some_and(|p| p.status == PracticeStatus::Active))
-            }
-        },
-    )
-    .await?;
+    wait_until_active(env.store(), Some(&practice), Duration::from_secs(120)).await?;
     fleet.stop().await;
     env.assert_practice_converged(&practice).await?;
     env.remove().await
@@ -911,18 +869,7 @@ async fn force_sync_goes_first_and_folds_into_a_running_sync(kind: Kind) -> Resu
     // Initial syncs first.
     env.scheduler("s").tick(OffsetDateTime::now_utc()).await?;
     let fleet = Fleet::start(vec![env.worker("w", 2, 4)?]);
-    let store = env.store().clone();
-    eventually("initial syncs complete", Duration::from_secs(120), || {
-        let store = store.clone();
-        async move {
-            Ok(store
-                .list_practices()
-                .await?
-                .iter()
-                .all(|p| p.status == PracticeStatus::Active))
-        }
-    })
-    .await?;
+    wait_until_active(env.store(), None, Duration::from_secs(120)).await?;
     fleet.stop().await;
 
     // Scheduled jobs wait on the queue (no worker runs); then a practice

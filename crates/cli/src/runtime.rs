@@ -352,7 +352,7 @@ pub async fn dlq(args: DlqArgs) -> Result<()> {
                 let (practice, kind, job_id) = match &job {
                     Ok(job) => (
                         job.practice_id.clone(),
-                        format!("{:?}", job.kind).to_lowercase(),
+                        job.kind.as_str().to_owned(),
                         Some(job.job_id.clone()),
                     ),
                     Err(_) => ("?".to_owned(), "unreadable".to_owned(), None),

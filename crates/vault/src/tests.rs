@@ -387,6 +387,44 @@ async fn kms_refuses_a_local_key_id_and_an_empty_config() {
     assert!(matches!(err, VaultError::Config { .. }), "{err:?}");
 }
 
+#[tokio::test]
+async fn kms_errors_name_the_missing_key_and_the_unreachable_endpoint() {
+    let Ok(endpoint) = std::env::var(ENDPOINT_VAR) else {
+        panic!("{ENDPOINT_VAR} is not set: start moto (`cargo xtask services`)");
+    };
+    let c = ctx("practice-1");
+    let missing = Vault::Kms(
+        KmsVault::connect(KmsConfig {
+            endpoint_url: Some(endpoint),
+            region: Some("us-east-1".into()),
+            key_id: "alias/ascend-sync-no-such-key".into(),
+        })
+        .await
+        .expect("connects"),
+    );
+    let err = missing
+        .seal(&c, &secret(SECRET))
+        .await
+        .expect_err("no such key");
+    assert!(matches!(err, VaultError::KeyNotFound { .. }), "{err:?}");
+
+    let unreachable = Vault::Kms(
+        KmsVault::connect(KmsConfig {
+            endpoint_url: Some("http://127.0.0.1:1".into()),
+            region: Some("us-east-1".into()),
+            key_id: "alias/x".into(),
+        })
+        .await
+        .expect("connects"),
+    );
+    let err = unreachable
+        .seal(&c, &secret(SECRET))
+        .await
+        .expect_err("nothing listens");
+    assert!(matches!(err, VaultError::KmsUnreachable { .. }), "{err:?}");
+    assert!(!format!("{err:?}{err}").contains("s3cr3t"));
+}
+
 struct TempDir {
     path: PathBuf,
 }

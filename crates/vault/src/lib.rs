@@ -29,8 +29,7 @@
 //! # Why aws-lc-rs
 //! The workspace already builds aws-lc-rs as rustls' (and sqlx's) crypto
 //! provider; using it for AES-256-GCM, randomness and SHA-256 adds no second
-//! crypto stack (no ring, openssl or RustCrypto AEAD), and it is a
-//! FIPS-validated lineage (AWS-LC) with constant-time AES-GCM.
+//! crypto stack (no ring, openssl or RustCrypto AEAD) and no compile time.
 
 mod crypto;
 mod error;

@@ -12,7 +12,7 @@
 //! every test needs `DATABASE_URL`.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use ascend_client::{Connection, Resource};
 use ascend_sim::{FaultConfig, MutateRequest, SimConfig, Size};
-use queue::job::{Job, JobKind, Trigger};
+use queue::job::{Job, Trigger};
 use queue::{DbQueue, Lane, Outgoing, Queue, QueueSettings, SqsQueue};
 use scheduler::{Scheduler, SchedulerConfig};
 use store::{
@@ -90,7 +90,6 @@ impl Credentials for TestCredentials {
 /// The simulator, a scratch database, an archive folder, a queue and the
 /// settings a worker process needs to join them.
 struct Env {
-    kind: Kind,
     sim: Sim,
     db: TestStore,
     archive_dir: TempDir,
@@ -178,7 +177,6 @@ impl Env {
         }
         std::fs::write(&credentials_file, lines)?;
         Ok(Env {
-            kind,
             sim,
             db,
             archive_dir,
@@ -338,6 +336,20 @@ impl Env {
             .with_context(|| format!("{practice_id} {resource}"))?;
         }
         Ok(total)
+    }
+
+    /// Makes every API call of organization 0 take `ms` milliseconds.
+    async fn slow_calls(&self, ms: u64) -> Result<()> {
+        self.sim
+            .set_faults(
+                0,
+                &FaultConfig {
+                    slow_rate: 1.0,
+                    slow_ms: Some(ms),
+                    ..FaultConfig::default()
+                },
+            )
+            .await
     }
 
     async fn remove(self) -> Result<()> {
@@ -616,16 +628,7 @@ async fn a_killed_worker_s_job_is_redelivered_and_completes(kind: Kind) -> Resul
     env.add_practices(1, 1).await?;
     let practice = env.practices[0].0.clone();
     // Every call takes 150 ms, so the job is surely mid-way when killed.
-    env.sim
-        .set_faults(
-            0,
-            &FaultConfig {
-                slow_rate: 1.0,
-                slow_ms: Some(150),
-                ..FaultConfig::default()
-            },
-        )
-        .await?;
+    env.slow_calls(150).await?;
     env.scheduler("s").tick(OffsetDateTime::now_utc()).await?;
     let mut child = env.spawn_worker_process(&["--concurrency", "2", "--page-size", "50"])?;
     wait_for_running(env.store(), &practice, "initial_chunk").await?;
@@ -770,16 +773,7 @@ async fn sigterm_releases_running_jobs_within_the_grace(kind: Kind) -> Result<()
     let mut env = Env::new(kind, 1, Size::Small, settings(5, 120)).await?;
     env.add_practices(1, 1).await?;
     let practice = env.practices[0].0.clone();
-    env.sim
-        .set_faults(
-            0,
-            &FaultConfig {
-                slow_rate: 1.0,
-                slow_ms: Some(300),
-                ..FaultConfig::default()
-            },
-        )
-        .await?;
+    env.slow_calls(300).await?;
     env.scheduler("s").tick(OffsetDateTime::now_utc()).await?;
     // 300 ms a call: the plan job (two calls and more per resource) and
     // the chunk jobs (pages of 50) outlast the one-second grace.
@@ -973,9 +967,5 @@ async fn force_sync_goes_first_and_folds_into_a_running_sync(kind: Kind) -> Resu
         after.visible + after.delayed == queued_before.visible + queued_before.delayed,
         "a job was enqueued anyway: {queued_before:?} -> {after:?}"
     );
-    let _ = env.kind;
     env.remove().await
 }
-
-#[allow(dead_code)]
-fn unused(_: &Path, _: JobKind) {}

@@ -22,7 +22,6 @@
 //!   and their messages released at once (visibility 0).
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -344,7 +343,7 @@ impl Worker {
         }
 
         let heartbeat = self.heartbeat(&delivery, &lease_key, &holder);
-        let work = self.execute(&job, &delivery);
+        let work = self.execute(&job);
         let mut cancel = cancel;
         let outcome = tokio::select! {
             outcome = tokio::time::timeout(self.inner.config.job_timeout, work) => match outcome {
@@ -375,8 +374,7 @@ impl Worker {
             self.inner.tally.released.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        let disposition =
-            attempt.disposition(delivery.receive_count, queue.settings().max_receive_count);
+        let disposition = attempt.disposition();
         let state = match &disposition {
             Disposition::Done(state) => *state,
             Disposition::Retry if delivery.receive_count >= queue.settings().max_receive_count => {
@@ -433,7 +431,7 @@ impl Worker {
     }
 
     /// Does the job's work.
-    async fn execute(&self, job: &Job, delivery: &Delivery) -> Attempt {
+    async fn execute(&self, job: &Job) -> Attempt {
         let practice = match self.store().get_practice(&job.practice_id).await {
             Ok(Some(practice)) => practice,
             Ok(None) => {
@@ -497,7 +495,6 @@ impl Worker {
                 Attempt::failed("unsupported", "write-back is not handled yet".to_owned())
             }
         };
-        let _ = delivery;
         attempt.with_stats(&org)
     }
 
@@ -868,7 +865,7 @@ impl Attempt {
     }
 
     /// What to do with the message.
-    fn disposition(&self, _receive_count: u32, _max: u32) -> Disposition {
+    fn disposition(&self) -> Disposition {
         match self.state {
             RunState::Succeeded | RunState::Partial | RunState::Skipped => {
                 Disposition::Done(self.state)
@@ -904,16 +901,5 @@ fn attempt_end(state: RunState, attempt: Attempt) -> RunEnd {
         bytes: count(stats.bytes),
         error_class,
         error_message,
-    }
-}
-
-/// Waits for `future` or a shutdown, whichever first; `None` on shutdown.
-pub async fn until_shutdown<T>(
-    future: impl Future<Output = T>,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Option<T> {
-    tokio::select! {
-        value = future => Some(value),
-        _ = wait_true(shutdown) => None,
     }
 }

@@ -397,7 +397,7 @@ fn status_table(practices: &[PracticeOverview], now: OffsetDateTime) -> String {
                 due,
                 or_dash(live_claim(p, now).map(str::to_owned)),
                 or_dash(last_run),
-                or_dash(p.status_detail.as_deref().map(|d| first_line(d, 100))),
+                or_dash(status_detail(p)),
             ]
         })
         .collect();
@@ -418,12 +418,31 @@ fn status_table(practices: &[PracticeOverview], now: OffsetDateTime) -> String {
     )
 }
 
+/// Why the practice is where it is, and since when for a status a person
+/// must act on (auth_failed, paused, removed).
+fn status_detail(p: &PracticeOverview) -> Option<String> {
+    let detail = p.status_detail.as_deref().map(|d| first_line(d, 100));
+    let needs_person = matches!(
+        p.status,
+        PracticeStatus::AuthFailed | PracticeStatus::Paused | PracticeStatus::Removed
+    );
+    match p.status_changed_at {
+        Some(since) if needs_person => Some(format!(
+            "since {}{}",
+            format_time(since),
+            detail.map(|d| format!(": {d}")).unwrap_or_default()
+        )),
+        _ => detail,
+    }
+}
+
 fn overview_json(p: &PracticeOverview, now: OffsetDateTime) -> serde_json::Value {
     let fresh = practice_staleness(p, now);
     json!({
         "practice_id": p.practice_id,
         "status": p.status.as_str(),
         "status_detail": p.status_detail,
+        "status_since": p.status_changed_at.and_then(rfc3339),
         "sync_interval_minutes": p.sync_interval_minutes,
         "last_success_at": p.last_success_at.and_then(rfc3339),
         "age_seconds": fresh.age.map(|a| a.whole_seconds()),
@@ -544,6 +563,7 @@ mod tests {
             practice_id: id.to_owned(),
             status,
             status_detail: None,
+            status_changed_at: None,
             sync_interval_minutes: 15,
             created_at: NOW - Duration::days(30),
             last_success_at: last_success,
@@ -568,6 +588,7 @@ mod tests {
             Some(NOW - Duration::hours(3)),
         );
         auth.status_detail = Some("Ascend refused the client secret (401)\nrotate it".to_owned());
+        auth.status_changed_at = Some(NOW - Duration::hours(2));
         let mut fresh = overview(
             "fresh",
             PracticeStatus::Active,
@@ -599,6 +620,10 @@ mod tests {
         let auth = line_of(&text, "auth");
         assert!(auth.contains("STALE"), "{auth}");
         assert!(auth.contains("3h00m ago"), "{auth}");
+        assert!(
+            auth.contains(&format!("since {}", format_time(NOW - Duration::hours(2)))),
+            "auth_failed shows since when: {auth}"
+        );
         assert!(
             auth.contains("Ascend refused the client secret (401)"),
             "{auth}"

@@ -80,6 +80,23 @@ pub enum StoreError {
     },
 
     /// A call named a practice that is not registered.
+    /// `practice add` for a practice that is connected now.
+    #[error(
+        "practice {practice_id:?} is already connected (status {status}); to change its \
+         credentials use `practice rotate-credentials`, or remove it first"
+    )]
+    AlreadyConnected {
+        practice_id: String,
+        status: crate::PracticeStatus,
+    },
+
+    /// A change that needs a connected practice, on a removed one.
+    #[error(
+        "practice {practice_id:?} has been removed (its credentials are destroyed); connect it \
+         again with `practice add`"
+    )]
+    PracticeRemoved { practice_id: String },
+
     #[error("practice {practice_id:?} is not registered; register it (upsert_practice) first")]
     UnknownPractice {
         /// The practice named.

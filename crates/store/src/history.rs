@@ -187,6 +187,8 @@ pub struct PracticeOverview {
     pub status: PracticeStatus,
     /// Why, for a person (e.g. the auth error).
     pub status_detail: Option<String>,
+    /// When the status last changed (None: never since registration).
+    pub status_changed_at: Option<OffsetDateTime>,
     /// Minutes between syncs.
     pub sync_interval_minutes: i16,
     /// When it was registered.
@@ -487,7 +489,7 @@ impl Store {
     /// Every registered practice with its schedule, claim and latest run,
     /// by id.
     pub async fn practice_overview(&self) -> Result<Vec<PracticeOverview>, StoreError> {
-        const SQL: &str = "SELECT p.practice_id, p.status, p.status_detail, \
+        const SQL: &str = "SELECT p.practice_id, p.status, p.status_detail, p.status_changed_at, \
              p.sync_interval_minutes, p.created_at, p.last_success_at, p.next_sync_at, \
              p.inflight_job_id, p.inflight_until, r.run_id, r.status AS run_status, \
              r.started_at AS run_started_at, r.ended_at AS run_ended_at, \
@@ -518,6 +520,7 @@ impl Store {
                         practice_id: row.text("practice_id")?,
                         status: row.parsed("status")?,
                         status_detail: row.opt_text("status_detail")?,
+                        status_changed_at: row.opt_time("status_changed_at")?,
                         sync_interval_minutes: row.small("sync_interval_minutes")?,
                         created_at: row.time("created_at")?,
                         last_success_at: row.opt_time("last_success_at")?,

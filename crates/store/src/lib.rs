@@ -9,7 +9,10 @@
 //! - **sync state** per practice and resource: phase, incremental watermark,
 //!   counts, last error;
 //! - **sync chunks**: the initial sync's plan, id range by id range, each with
-//!   its resume cursor.
+//!   its resume cursor;
+//! - **connections** (`connections.rs`): each practice's credentials as the
+//!   vault sealed them (never plaintext), the audit log of lifecycle changes
+//!   and refusals, and admin tokens (their SHA-256 only).
 //!
 //! [`Store::land_page`] is the hot path: a page of records and its checkpoint
 //! commit in one transaction.
@@ -20,6 +23,7 @@
 //! older version of a record never overwrites a newer one, and neither a
 //! chunk's cursor nor a watermark moves backwards.
 
+mod connections;
 mod db_time;
 mod error;
 mod extract;
@@ -36,6 +40,9 @@ mod store;
 #[cfg(test)]
 mod tests;
 
+pub use connections::{
+    AdminToken, AuditEntry, AuditOutcome, AuditRecord, NewAdminToken, Role, SealedCredentials,
+};
 pub use error::{Backend, StoreError};
 pub use extract::Value;
 pub use history::{

@@ -1,8 +1,5 @@
 //! The values the store's API takes and returns.
 
-use std::fmt;
-use std::str::FromStr;
-
 use time::OffsetDateTime;
 
 use crate::spec::Table;
@@ -11,9 +8,9 @@ use crate::spec::Table;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{value:?} is not a valid {what}: expected one of {expected}")]
 pub struct UnknownValue {
-    what: &'static str,
-    value: String,
-    expected: &'static str,
+    pub(crate) what: &'static str,
+    pub(crate) value: String,
+    pub(crate) expected: &'static str,
 }
 
 macro_rules! text_enum {
@@ -39,19 +36,19 @@ macro_rules! text_enum {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
 
-        impl FromStr for $name {
-            type Err = UnknownValue;
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::model::UnknownValue;
 
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 match s {
                     $( $text => Ok($name::$variant), )+
-                    _ => Err(UnknownValue {
+                    _ => Err($crate::model::UnknownValue {
                         what: $what,
                         value: s.chars().take(64).collect(),
                         expected: concat!($($text, " "),+),
@@ -61,6 +58,8 @@ macro_rules! text_enum {
         }
     };
 }
+
+pub(crate) use text_enum;
 
 text_enum!(
     /// Where a practice stands. Stored as text, with a CHECK on these values.
@@ -156,6 +155,8 @@ pub struct Practice {
     pub status: PracticeStatus,
     /// Why, in words for a person (e.g. the last auth error).
     pub status_detail: Option<String>,
+    /// When the status last changed (None: never since registration).
+    pub status_changed_at: Option<OffsetDateTime>,
     /// When it was registered.
     pub created_at: OffsetDateTime,
     /// When its row last changed.

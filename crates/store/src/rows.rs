@@ -20,6 +20,7 @@ pub(crate) trait RowExt {
     fn time(&self, col: &'static str) -> Result<OffsetDateTime, StoreError>;
     fn opt_time(&self, col: &'static str) -> Result<Option<OffsetDateTime>, StoreError>;
     fn opt_date(&self, col: &'static str) -> Result<Option<time::Date>, StoreError>;
+    fn bytes(&self, col: &'static str) -> Result<Vec<u8>, StoreError>;
 
     /// A text column holding one value of a closed set.
     fn parsed<T: std::str::FromStr>(&self, col: &'static str) -> Result<T, StoreError> {
@@ -71,6 +72,9 @@ macro_rules! impl_row_ext {
                     .map(|t| t.map(|t| t.0))
                     .map_err(|e| unreadable(col, e))
             }
+            fn bytes(&self, col: &'static str) -> Result<Vec<u8>, StoreError> {
+                self.try_get(col).map_err(|e| unreadable(col, e))
+            }
         }
     };
 }
@@ -82,7 +86,7 @@ impl_row_ext!(SqliteRow);
 macro_rules! practice_columns {
     () => {
         "practice_id, organization_id, location_id, api_base, sync_interval_minutes, status, \
-         status_detail, created_at, updated_at, last_success_at"
+         status_detail, status_changed_at, created_at, updated_at, last_success_at"
     };
 }
 pub(crate) use practice_columns;
@@ -96,6 +100,7 @@ pub(crate) fn practice(row: &impl RowExt) -> Result<Practice, StoreError> {
         sync_interval_minutes: row.small("sync_interval_minutes")?,
         status: row.parsed("status")?,
         status_detail: row.opt_text("status_detail")?,
+        status_changed_at: row.opt_time("status_changed_at")?,
         created_at: row.time("created_at")?,
         updated_at: row.time("updated_at")?,
         last_success_at: row.opt_time("last_success_at")?,

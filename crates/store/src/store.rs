@@ -274,8 +274,9 @@ impl Store {
         status: &str,
         detail: Option<&str>,
     ) -> Result<(), StoreError> {
-        const SQL: &str = "UPDATE practices SET status = $2, status_detail = $3, updated_at = $4 \
-                           WHERE practice_id = $1";
+        const SQL: &str = "UPDATE practices SET status = $2, status_detail = $3, updated_at = $4, \
+             status_changed_at = CASE WHEN status = $2 THEN status_changed_at ELSE $4 END \
+             WHERE practice_id = $1";
         let backend = self.backend();
         let now = DbTime::now();
         let done = with_pool!(self, |pool| sqlx::query(SQL)

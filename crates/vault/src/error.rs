@@ -50,6 +50,9 @@ pub enum VaultError {
     /// The local master key file cannot be used.
     #[error("the master key file {path:?} cannot be used: {reason}")]
     MasterKeyFile { path: PathBuf, reason: String },
+    /// Credentials that cannot be sealed as they are.
+    #[error("the credentials cannot be sealed: {reason}")]
+    BadCredentials { reason: String },
     /// The vault is configured wrongly.
     #[error("the vault is misconfigured: {reason}")]
     Config { reason: String },

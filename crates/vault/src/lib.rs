@@ -41,7 +41,8 @@ mod tests;
 
 use std::fmt;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
+use zeroize::Zeroizing;
 
 pub use error::VaultError;
 pub use kms::{KmsConfig, KmsVault};
@@ -50,15 +51,15 @@ pub use local::LocalVault;
 /// What a sealed secret is for: part of the encryption context.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Purpose {
-    /// A practice's Ascend Client Secret.
-    AscendClientSecret,
+    /// A practice's Ascend Client ID and Secret, sealed together.
+    AscendCredentials,
 }
 
 impl Purpose {
     /// The stable name used in the encryption context.
     pub fn as_str(self) -> &'static str {
         match self {
-            Purpose::AscendClientSecret => "ascend-client-secret",
+            Purpose::AscendCredentials => "ascend-credentials",
         }
     }
 }
@@ -129,6 +130,23 @@ impl fmt::Debug for Sealed {
     }
 }
 
+/// A practice's Ascend Client ID and Secret: sealed together, as one value
+/// under [`Purpose::AscendCredentials`]. Neither is shown by `Debug`.
+pub struct AscendCredentials {
+    pub client_id: SecretString,
+    pub client_secret: SecretString,
+}
+
+impl fmt::Debug for AscendCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AscendCredentials([REDACTED])")
+    }
+}
+
+/// The first line of the sealed credentials' plaintext, followed by the
+/// Client ID and the Client Secret, each after a line break.
+const CREDENTIALS_V1: &str = "ascend-credentials/v1";
+
 /// Seals and opens secrets: with KMS (production) or a local master key.
 #[derive(Debug, Clone)]
 pub enum Vault {
@@ -167,6 +185,60 @@ impl Vault {
             Vault::Local(local) => local.unwrap_data_key(ctx, sealed)?,
         };
         crypto::open_secret(&data_key, ctx, sealed)
+    }
+
+    /// Seals a practice's Client ID and Secret for `practice_id`. A Client
+    /// ID with a line break, or an empty ID or secret, is refused.
+    pub async fn seal_credentials(
+        &self,
+        practice_id: &str,
+        credentials: &AscendCredentials,
+    ) -> Result<Sealed, VaultError> {
+        let client_id = credentials.client_id.expose_secret();
+        let client_secret = credentials.client_secret.expose_secret();
+        if client_id.trim().is_empty() || client_secret.is_empty() {
+            return Err(VaultError::BadCredentials {
+                reason: "the Client ID and the Client Secret must not be empty".into(),
+            });
+        }
+        if client_id.contains(['\n', '\r']) {
+            return Err(VaultError::BadCredentials {
+                reason: "the Client ID contains a line break".into(),
+            });
+        }
+        let plain = Zeroizing::new(format!("{CREDENTIALS_V1}\n{client_id}\n{client_secret}"));
+        let plain = SecretString::from(plain.as_str());
+        let ctx = SealContext::new(practice_id, Purpose::AscendCredentials);
+        self.seal(&ctx, &plain).await
+    }
+
+    /// Opens what [`Vault::seal_credentials`] sealed for `practice_id`.
+    pub async fn open_credentials(
+        &self,
+        practice_id: &str,
+        sealed: &Sealed,
+    ) -> Result<AscendCredentials, VaultError> {
+        let ctx = SealContext::new(practice_id, Purpose::AscendCredentials);
+        let plain = self.open(&ctx, sealed).await?;
+        let mut parts = plain.expose_secret().splitn(3, '\n');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(CREDENTIALS_V1), Some(client_id), Some(client_secret)) => Ok(AscendCredentials {
+                client_id: SecretString::from(client_id),
+                client_secret: SecretString::from(client_secret),
+            }),
+            _ => Err(VaultError::Tampered {
+                practice_id: practice_id.to_owned(),
+                reason: "the opened value is not sealed credentials of a known version".into(),
+            }),
+        }
+    }
+
+    /// The key new secrets are sealed under (`keys rewrap` targets another).
+    pub fn key_id(&self) -> &str {
+        match self {
+            Vault::Kms(kms) => kms.key_id(),
+            Vault::Local(local) => local.key_id(),
+        }
     }
 
     /// Re-encrypts only the data key under `new_key_id` (ciphertext and

@@ -14,7 +14,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use aws_config::{BehaviorVersion, Region};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::{KmsConfig, KmsVault, LocalVault, Purpose, SealContext, Sealed, Vault, VaultError};
+use crate::{
+    AscendCredentials, KmsConfig, KmsVault, LocalVault, Purpose, SealContext, Sealed, Vault,
+    VaultError,
+};
 
 const ENDPOINT_VAR: &str = "ASCEND_SYNC_TEST_AWS_ENDPOINT";
 
@@ -48,6 +51,7 @@ on_both_adapters!(
     two_seals_differ,
     rewrap_changes_only_the_data_key,
     debug_output_holds_no_secret,
+    credentials_round_trip_and_stay_with_their_practice,
 );
 
 /// A fresh vault of one kind.
@@ -116,7 +120,7 @@ async fn create_key(client: &aws_sdk_kms::Client) -> String {
 }
 
 fn ctx(practice: &str) -> SealContext {
-    SealContext::new(practice, Purpose::AscendClientSecret)
+    SealContext::new(practice, Purpose::AscendCredentials)
 }
 
 fn secret(text: &str) -> SecretString {
@@ -448,5 +452,46 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+async fn credentials_round_trip_and_stay_with_their_practice(f: &Fixture) {
+    let credentials = AscendCredentials {
+        client_id: secret("client-id-Ω"),
+        client_secret: secret("line one\nline two: a secret may hold a break"),
+    };
+    let sealed = f
+        .vault
+        .seal_credentials("practice-a", &credentials)
+        .await
+        .expect("credentials seal");
+    let opened = f
+        .vault
+        .open_credentials("practice-a", &sealed)
+        .await
+        .expect("they open for their practice");
+    assert_eq!(opened.client_id.expose_secret(), "client-id-Ω");
+    assert_eq!(
+        opened.client_secret.expose_secret(),
+        "line one\nline two: a secret may hold a break"
+    );
+    assert!(!format!("{opened:?}").contains("client-id"));
+    let err = f
+        .vault
+        .open_credentials("practice-b", &sealed)
+        .await
+        .expect_err("another practice's row cannot open them");
+    assert!(is_refused(&err), "unexpected error: {err}");
+    for (id, secret_text) in [("", "x"), ("id", ""), ("two\nlines", "x")] {
+        let bad = AscendCredentials {
+            client_id: secret(id),
+            client_secret: secret(secret_text),
+        };
+        let err = f
+            .vault
+            .seal_credentials("practice-a", &bad)
+            .await
+            .expect_err("refused");
+        assert!(matches!(err, VaultError::BadCredentials { .. }), "{err}");
     }
 }

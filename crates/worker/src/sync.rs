@@ -536,11 +536,7 @@ impl Syncer {
         }
         if let Some(error) = auth_error {
             self.store
-                .set_practice_status(
-                    practice_id,
-                    PracticeStatus::AuthFailed,
-                    Some(&error.to_string()),
-                )
+                .mark_auth_failed(practice_id, &error.to_string())
                 .await?;
             return Err(error);
         }
@@ -692,9 +688,7 @@ impl Syncer {
             .filter_map(|r| r.error.as_ref())
             .find(|(class, _)| class == "auth")
         {
-            self.store
-                .set_practice_status(practice_id, PracticeStatus::AuthFailed, Some(message))
-                .await?;
+            self.store.mark_auth_failed(practice_id, message).await?;
         } else if status != RunStatus::Failed {
             self.store
                 .mark_success(practice_id, OffsetDateTime::now_utc())

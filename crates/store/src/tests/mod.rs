@@ -41,6 +41,7 @@ macro_rules! on_both_backends {
     };
 }
 
+mod connections;
 mod runtime;
 
 on_both_backends!(

@@ -123,6 +123,9 @@ async fn landed_table_names(store: &Store) -> Vec<String> {
                 | "job_leases"
                 | "sync_runs"
                 | "job_queue"
+                | "practice_credentials"
+                | "audit_log"
+                | "admin_tokens"
         )
     });
     names.sort();

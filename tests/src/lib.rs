@@ -119,6 +119,17 @@ impl Sim {
         Ok(())
     }
 
+    /// Every access token the simulator issued to `org` (for leak tests).
+    pub async fn issued_tokens(&self, org: usize) -> Result<Vec<String>> {
+        #[derive(serde::Deserialize)]
+        struct Issued {
+            tokens: Vec<String>,
+        }
+        let url = self.control(&format!("/orgs/{}/tokens", self.org(org).organization_id));
+        let issued: Issued = self.send(self.http.get(url)).await?;
+        Ok(issued.tokens)
+    }
+
     pub async fn counters(&self, org: usize) -> Result<Counters> {
         let url = self.control(&format!("/orgs/{}/counters", self.org(org).organization_id));
         self.send(self.http.get(url)).await
@@ -268,4 +279,23 @@ pub async fn assert_table_equals_source(
         })
         .collect::<Result<_>>()?;
     Ok(worker::verify::compare(store, practice_id, resource, &expected).await?)
+}
+
+/// Waits until `check` says true, polling every 200 ms; fails after
+/// `limit`, naming `what`.
+pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        if check().await? {
+            return Ok(());
+        }
+        if started.elapsed() > limit {
+            anyhow::bail!("gave up waiting ({} s) for: {what}", limit.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

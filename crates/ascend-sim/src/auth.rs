@@ -110,6 +110,21 @@ impl TokenStore {
         Ok(info.org)
     }
 
+    /// Every token issued to `org` that the store still remembers (expired
+    /// and revoked ones included), sorted: for leak tests.
+    pub(crate) fn issued_to(&self, org: usize) -> Vec<String> {
+        let Ok(map) = self.tokens.lock() else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = map
+            .iter()
+            .filter(|(_, t)| t.org == org)
+            .map(|(token, _)| token.clone())
+            .collect();
+        out.sort();
+        out
+    }
+
     /// The organization a token was issued to, valid or not (to attribute
     /// refused calls in the counters).
     pub(crate) fn owner(&self, token: &str) -> Option<usize> {

@@ -38,6 +38,7 @@
 //! | `GET /_sim/orgs/{org_id}/snapshot/{resource}[?full=true]` | `[`[`SnapshotEntry`]`]` in id order |
 //! | `PUT`/`GET /_sim/orgs/{org_id}/faults` | [`FaultConfig`] |
 //! | `POST /_sim/orgs/{org_id}/revoke-tokens` | every token of the org is now 401 |
+//! | `GET /_sim/orgs/{org_id}/tokens` | `{"tokens": [...]}`: every access token issued to the org that the simulator still remembers (for leak tests) |
 //! | `PUT`/`GET /_sim/orgs/{org_id}/rate-limit` | [`RateLimit`] |
 //! | `PUT`/`GET /_sim/token-ttl` | [`TokenTtl`], for tokens issued from now on |
 //! | `GET /_sim/counters` | organization id → [`Counters`] |

@@ -82,6 +82,7 @@ pub(crate) fn router(sim: Arc<Sim>) -> Router {
         )
         .route("/_sim/orgs/{org}/faults", put(set_faults).get(get_faults))
         .route("/_sim/orgs/{org}/revoke-tokens", post(revoke_tokens))
+        .route("/_sim/orgs/{org}/tokens", get(issued_tokens))
         .route(
             "/_sim/orgs/{org}/rate-limit",
             put(set_rate_limit).get(get_rate_limit),
@@ -225,6 +226,13 @@ async fn revoke_tokens(State(sim): State<Arc<Sim>>, Path(org): Path<String>) -> 
     };
     o.revoke_tokens();
     axum::Json(json!({"revoked": true})).into_response()
+}
+
+async fn issued_tokens(State(sim): State<Arc<Sim>>, Path(org): Path<String>) -> Response {
+    let Some(index) = sim.by_org_id.get(&org).copied() else {
+        return unknown_org(&org);
+    };
+    axum::Json(json!({"tokens": sim.tokens.issued_to(index)})).into_response()
 }
 
 async fn set_rate_limit(

@@ -5,6 +5,7 @@ mod connect;
 mod data;
 mod demo;
 mod history;
+mod practice;
 mod pull;
 mod runtime;
 mod sim;
@@ -69,6 +70,13 @@ enum Command {
     History(history::HistoryArgs),
     /// Show every practice: status, freshness, next due, job in flight.
     Status(history::StatusArgs),
+    /// Connect, disable, enable and remove practices; rotate their
+    /// credentials; read the audit log.
+    Practice(practice::PracticeArgs),
+    /// Key management: rewrap every practice's data key under another key.
+    Keys(practice::KeysArgs),
+    /// Bearer tokens of the admin API: create, list, revoke.
+    AdminToken(practice::TokenArgs),
 }
 
 fn init_tracing(format: LogFormat) {
@@ -104,6 +112,9 @@ fn main() -> Result<()> {
             Command::Dlq(args) => runtime::dlq(args).await,
             Command::History(args) => history::history(args).await,
             Command::Status(args) => history::status(args).await,
+            Command::Practice(args) => practice::practice(args).await,
+            Command::Keys(args) => practice::keys(args).await,
+            Command::AdminToken(args) => practice::admin_token(args).await,
         }
     })
 }

@@ -3,24 +3,23 @@
 //! Each role is its own process (as many replicas as the platform runs);
 //! they meet only in the database and the queue.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use ascend_client::Connection;
 use clap::{Args, Subcommand, ValueEnum};
 use queue::job::{Job, Trigger};
 use queue::{DbQueue, Queue, QueueSettings, RedriveSelector, SqsConfig, SqsQueue};
 use scheduler::{Scheduler, SchedulerConfig};
-use store::{ForceDecision, Practice, Store};
+use store::{ForceDecision, Store};
 use tokio::sync::watch;
-use worker::jobs::{Credentials, CredentialsError, Worker, WorkerConfig};
+use worker::credentials::VaultCredentials;
+use worker::jobs::{Worker, WorkerConfig};
 use worker::{SyncConfig, Syncer};
 
-use crate::connect::{ClientArgs, read_credentials_lines};
+use crate::connect::ClientArgs;
 use crate::data::ArchiveArgs;
+use crate::practice::VaultArgs;
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
 pub enum QueueKind {
@@ -136,11 +135,9 @@ pub struct WorkerArgs {
     archive: ArchiveArgs,
     #[command(flatten)]
     client: ClientArgs,
-    /// Credentials by organization: JSON lines with organization_id,
-    /// client_id, client_secret, api_base, token_url (what `ascend-sync
-    /// sim` prints). Replaced by the encrypted credential store in issue 5.
-    #[arg(long, env = "ASCEND_SYNC_CREDENTIALS_FILE")]
-    credentials_file: PathBuf,
+    /// Where the practices' sealed credentials are opened.
+    #[command(flatten)]
+    vault: VaultArgs,
     /// Jobs run at once by this process.
     #[arg(long, env = "ASCEND_SYNC_WORKER_CONCURRENCY", default_value_t = 4)]
     concurrency: usize,
@@ -166,7 +163,7 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
     let store = args.store.open().await?;
     let queue = args.queue.open(&store).await?;
     let archive = args.archive.open().await?;
-    let credentials = CredentialsFile::read(&args.credentials_file)?;
+    let credentials = VaultCredentials::new(store.clone(), args.vault.open().await?);
     let syncer = Syncer::new(
         store.clone(),
         archive,
@@ -223,6 +220,10 @@ pub struct SchedulerArgs {
     /// Minutes a practice's in-flight job holds it unless finished sooner.
     #[arg(long, default_value_t = 30)]
     claim_minutes: u64,
+    /// The most a scheduled job is delayed to spread the load (each
+    /// practice's delay is at most a tenth of its interval, and this).
+    #[arg(long, env = "ASCEND_SYNC_MAX_SPREAD_SECS", default_value_t = 60)]
+    max_spread_secs: u64,
     /// Run one tick and exit.
     #[arg(long)]
     once: bool,
@@ -238,6 +239,7 @@ pub async fn scheduler(args: SchedulerArgs) -> Result<()> {
             tick: Duration::from_secs(args.tick_secs.max(1)),
             batch: args.batch.max(1),
             claim_for: Duration::from_secs(args.claim_minutes.max(1) * 60),
+            max_spread: Duration::from_secs(args.max_spread_secs),
             ..SchedulerConfig::default()
         },
     );
@@ -443,32 +445,4 @@ pub fn shutdown_signal() -> watch::Receiver<bool> {
         let _ = tx.send(true);
     });
     rx
-}
-
-/// Credentials by Organization-ID, from a JSON-lines file.
-pub struct CredentialsFile {
-    by_org: HashMap<String, Connection>,
-}
-
-impl CredentialsFile {
-    pub fn read(path: &Path) -> Result<CredentialsFile> {
-        Ok(CredentialsFile {
-            by_org: read_credentials_lines(path)?.into_iter().collect(),
-        })
-    }
-}
-
-impl Credentials for CredentialsFile {
-    fn connection(&self, practice: &Practice) -> Result<Connection, CredentialsError> {
-        self.by_org
-            .get(&practice.organization_id)
-            .cloned()
-            .ok_or_else(|| CredentialsError {
-                practice_id: practice.practice_id.clone(),
-                detail: format!(
-                    "the credentials file has no line for organization {}",
-                    practice.organization_id
-                ),
-            })
-    }
 }

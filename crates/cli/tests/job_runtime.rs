@@ -19,19 +19,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use ascend_client::{Connection, Resource};
+use ascend_client::Resource;
 use ascend_sim::{FaultConfig, MutateRequest, SimConfig, Size};
 use queue::job::{Job, Trigger};
 use queue::{DbQueue, Lane, Outgoing, Queue, QueueSettings, SqsQueue};
 use scheduler::{Scheduler, SchedulerConfig};
-use store::{
-    ForceDecision, HistoryQuery, NewPractice, Practice, PracticeStatus, RunRecord, RunState, Store,
-};
+use store::{ForceDecision, HistoryQuery, NewPractice, PracticeStatus, RunRecord, RunState, Store};
 use sync_core::Scope;
-use system_tests::{Db, Sim, TempDir, TestStore, assert_table_equals_source, test_client};
+use system_tests::{
+    Db, Sim, TempDir, TestStore, assert_table_equals_source, eventually, test_client,
+};
 use time::OffsetDateTime;
 use tokio::sync::watch;
-use worker::jobs::{Credentials, CredentialsError, Worker, WorkerConfig};
+use worker::credentials::{VaultCredentials, to_stored};
+use worker::jobs::{Worker, WorkerConfig};
 use worker::{SyncConfig, Syncer};
 
 const ENDPOINT_VAR: &str = "ASCEND_SYNC_TEST_AWS_ENDPOINT";
@@ -72,21 +73,6 @@ on_both_queues!(
     force_sync_goes_first_and_folds_into_a_running_sync,
 );
 
-/// Credentials by organization, for in-process workers.
-struct TestCredentials(HashMap<String, Connection>);
-
-impl Credentials for TestCredentials {
-    fn connection(&self, practice: &Practice) -> Result<Connection, CredentialsError> {
-        self.0
-            .get(&practice.organization_id)
-            .cloned()
-            .ok_or_else(|| CredentialsError {
-                practice_id: practice.practice_id.clone(),
-                detail: "no such organization".into(),
-            })
-    }
-}
-
 /// The simulator, a scratch database, an archive folder, a queue and the
 /// settings a worker process needs to join them.
 struct Env {
@@ -97,7 +83,10 @@ struct Env {
     settings: QueueSettings,
     /// `--queue ...` arguments for the binary.
     queue_args: Vec<String>,
-    credentials_file: PathBuf,
+    /// The local vault's master key file: practices' credentials are
+    /// sealed under it, and worker processes open them with it.
+    master_key_file: PathBuf,
+    vault: vault::Vault,
     /// practice id -> (organization index, scope)
     practices: Vec<(String, usize, Scope)>,
 }
@@ -162,20 +151,8 @@ impl Env {
             "--visibility-secs".into(),
             settings.visibility.as_secs().max(1).to_string(),
         ]);
-        let credentials_file = archive_dir.path().join("orgs.jsonl");
-        let mut lines = String::new();
-        for i in 0..orgs {
-            let org = sim.org(i);
-            lines.push_str(&serde_json::to_string(&serde_json::json!({
-                "organization_id": org.organization_id,
-                "client_id": org.client_id,
-                "client_secret": org.client_secret,
-                "api_base": org.api_base,
-                "token_url": org.token_url,
-            }))?);
-            lines.push('\n');
-        }
-        std::fs::write(&credentials_file, lines)?;
+        let master_key_file = archive_dir.path().join("master.key");
+        let vault = vault::Vault::Local(vault::LocalVault::open(&master_key_file)?);
         Ok(Env {
             sim,
             db,
@@ -183,7 +160,8 @@ impl Env {
             queue,
             settings,
             queue_args,
-            credentials_file,
+            master_key_file,
+            vault,
             practices: Vec::new(),
         })
     }
@@ -206,14 +184,28 @@ impl Env {
                 info.location_ids[(nth - 1) % info.location_ids.len()].parse()?
             };
             let practice_id = format!("practice-{i:03}");
+            let sealed = self
+                .vault
+                .seal_credentials(
+                    &practice_id,
+                    &vault::AscendCredentials {
+                        client_id: info.client_id.clone().into(),
+                        client_secret: info.client_secret.clone().into(),
+                    },
+                )
+                .await?;
             self.store()
-                .upsert_practice(&NewPractice {
-                    practice_id: practice_id.clone(),
-                    organization_id: info.organization_id.clone(),
-                    location_id: location as i64,
-                    api_base: info.api_base.clone(),
-                    sync_interval_minutes: 15,
-                })
+                .connect_practice(
+                    &NewPractice {
+                        practice_id: practice_id.clone(),
+                        organization_id: info.organization_id.clone(),
+                        location_id: location as i64,
+                        api_base: info.api_base.clone(),
+                        sync_interval_minutes: 15,
+                    },
+                    &to_stored(sealed, &info.token_url),
+                    "test",
+                )
                 .await?;
             self.practices.push((
                 practice_id,
@@ -226,19 +218,8 @@ impl Env {
         Ok(())
     }
 
-    fn credentials(&self, orgs: usize) -> Result<Arc<dyn Credentials>> {
-        let mut map = HashMap::new();
-        for i in 0..orgs {
-            map.insert(
-                self.sim.org(i).organization_id.clone(),
-                self.sim.connection(i)?,
-            );
-        }
-        Ok(Arc::new(TestCredentials(map)))
-    }
-
     /// An in-process worker with its own name.
-    fn worker(&self, name: &str, orgs: usize, concurrency: usize) -> Result<Worker> {
+    fn worker(&self, name: &str, concurrency: usize) -> Result<Worker> {
         let syncer = Syncer::new(
             self.store().clone(),
             blob::Archive::local(self.archive_dir.path().join("archive"))?,
@@ -251,7 +232,10 @@ impl Env {
             syncer,
             self.queue.clone(),
             test_client(2000)?,
-            self.credentials(orgs)?,
+            Arc::new(VaultCredentials::new(
+                self.store().clone(),
+                self.vault.clone(),
+            )),
             WorkerConfig {
                 worker_id: name.to_owned(),
                 concurrency,
@@ -287,8 +271,8 @@ impl Env {
             .args(&self.queue_args)
             .args(["--archive-dir"])
             .arg(self.archive_dir.path().join("archive"))
-            .arg("--credentials-file")
-            .arg(&self.credentials_file)
+            .arg("--master-key-file")
+            .arg(&self.master_key_file)
             .args(["--insecure-loopback", "--requests-per-second", "2000"])
             .args(["--receive-wait-secs", "1"])
             .args(extra)
@@ -394,23 +378,6 @@ impl Fleet {
 }
 
 /// Polls `check` until it holds or `limit` passes.
-async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F) -> Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<bool>>,
-{
-    let started = Instant::now();
-    loop {
-        if check().await? {
-            return Ok(());
-        }
-        if started.elapsed() > limit {
-            bail!("gave up waiting ({} s) for: {what}", limit.as_secs());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 async fn all_runs(store: &Store, practice_id: Option<&str>) -> Result<Vec<RunRecord>> {
     Ok(store
         .history(&HistoryQuery {
@@ -459,9 +426,9 @@ async fn fifty_practices_three_workers_two_schedulers(kind: Kind) -> Result<()> 
     let mut env = Env::new(kind, ORGS, Size::Tiny, settings(5, 30)).await?;
     env.add_practices(PRACTICES, ORGS).await?;
     let fleet = Fleet::start(vec![
-        env.worker("worker-a", ORGS, 4)?,
-        env.worker("worker-b", ORGS, 4)?,
-        env.worker("worker-c", ORGS, 4)?,
+        env.worker("worker-a", 4)?,
+        env.worker("worker-b", 4)?,
+        env.worker("worker-c", 4)?,
     ]);
     let schedulers = [env.scheduler("scheduler-1"), env.scheduler("scheduler-2")];
 
@@ -659,7 +626,7 @@ async fn a_killed_worker_s_job_is_redelivered_and_completes(kind: Kind) -> Resul
     );
 
     env.sim.set_faults(0, &FaultConfig::default()).await?;
-    let fleet = Fleet::start(vec![env.worker("rescuer", 1, 4)?]);
+    let fleet = Fleet::start(vec![env.worker("rescuer", 4)?]);
     wait_until_active(env.store(), Some(&practice), Duration::from_secs(120)).await?;
     fleet.stop().await;
     env.assert_practice_converged(&practice).await?;
@@ -710,7 +677,7 @@ async fn poison_and_failing_jobs_reach_the_dead_letters_and_redrive_back(kind: K
         )
         .await?;
     env.scheduler("s").tick(OffsetDateTime::now_utc()).await?;
-    let fleet = Fleet::start(vec![env.worker("w", 1, 2)?]);
+    let fleet = Fleet::start(vec![env.worker("w", 2)?]);
     let queue = env.queue.clone();
     eventually("three dead letters", Duration::from_secs(90), || {
         let queue = queue.clone();
@@ -753,7 +720,7 @@ async fn poison_and_failing_jobs_reach_the_dead_letters_and_redrive_back(kind: K
     env.sim.set_faults(0, &FaultConfig::default()).await?;
     let moved = env.run_cli("dlq", &["redrive", "--all"])?;
     ensure!(moved.contains("moved 3"), "redrive said: {moved}");
-    let fleet = Fleet::start(vec![env.worker("w2", 1, 2)?]);
+    let fleet = Fleet::start(vec![env.worker("w2", 2)?]);
     wait_until_active(env.store(), Some(&practice), Duration::from_secs(90)).await?;
     // The poison comes back as poison: dead again, still not lost.
     let queue = env.queue.clone();
@@ -832,7 +799,7 @@ async fn sigterm_releases_running_jobs_within_the_grace(kind: Kind) -> Result<()
     );
     // And the job completes elsewhere, with nothing lost.
     env.sim.set_faults(0, &FaultConfig::default()).await?;
-    let fleet = Fleet::start(vec![env.worker("w", 1, 4)?]);
+    let fleet = Fleet::start(vec![env.worker("w", 4)?]);
     wait_until_active(env.store(), Some(&practice), Duration::from_secs(120)).await?;
     fleet.stop().await;
     env.assert_practice_converged(&practice).await?;
@@ -862,7 +829,7 @@ async fn force_sync_goes_first_and_folds_into_a_running_sync(kind: Kind) -> Resu
     env.add_practices(N, 2).await?;
     // Initial syncs first.
     env.scheduler("s").tick(OffsetDateTime::now_utc()).await?;
-    let fleet = Fleet::start(vec![env.worker("w", 2, 4)?]);
+    let fleet = Fleet::start(vec![env.worker("w", 4)?]);
     wait_until_active(env.store(), None, Duration::from_secs(120)).await?;
     fleet.stop().await;
 
@@ -901,7 +868,7 @@ async fn force_sync_goes_first_and_folds_into_a_running_sync(kind: Kind) -> Resu
 
     // One worker, one job at a time: the forced job runs first.
     let before = OffsetDateTime::now_utc();
-    let fleet = Fleet::start(vec![env.worker("w", 2, 1)?]);
+    let fleet = Fleet::start(vec![env.worker("w", 1)?]);
     let store = env.store().clone();
     eventually("every practice synced", Duration::from_secs(120), || {
         let store = store.clone();

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use ascend_client::{AscendClient, Connection, OrgClient};
+use ascend_client::{AscendClient, OrgClient};
 use queue::job::{Job, JobKind, Trigger};
 use queue::{Delivery, Lane, Outgoing, Queue};
 use store::{
@@ -37,22 +37,8 @@ use time::OffsetDateTime;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
+use crate::credentials::Credentials;
 use crate::{RunStatus, SyncError, Syncer};
-
-/// Where a worker gets a practice's Ascend connection. Issue 5 backs this
-/// with the encrypted credential store; until then a credentials file.
-pub trait Credentials: Send + Sync {
-    /// The connection for `practice`, or why there is none.
-    fn connection(&self, practice: &Practice) -> Result<Connection, CredentialsError>;
-}
-
-/// Why a practice has no usable connection.
-#[derive(Debug, thiserror::Error)]
-#[error("no credentials for practice {practice_id:?}: {detail}")]
-pub struct CredentialsError {
-    pub practice_id: String,
-    pub detail: String,
-}
 
 /// How a worker runs jobs.
 #[derive(Debug, Clone)]
@@ -479,8 +465,17 @@ impl Worker {
                 );
             }
         }
-        let connection = match self.inner.credentials.connection(&practice) {
+        let connection = match self.inner.credentials.connection(&practice).await {
             Ok(connection) => connection,
+            Err(error) if error.needs_reconnect => {
+                // Like an auth failure: a person must reconnect the
+                // practice; retrying cannot help.
+                let _ = self
+                    .store()
+                    .mark_auth_failed(&job.practice_id, &error.to_string())
+                    .await;
+                return Attempt::failed("auth", error.to_string());
+            }
             Err(error) => return Attempt::failed("credentials", error.to_string()),
         };
         let org = match self.inner.client.connect(connection) {

@@ -10,7 +10,11 @@
 //! deadline, records every attempt in sync history, and settles the
 //! message (delete on success, back off on failure, dead letters for
 //! poison). The demo and the engine's tests call [`Syncer`] directly.
+//!
+//! [`credentials::VaultCredentials`] gives each job its practice's
+//! connection, opened from the store's sealed credentials by the vault.
 
+pub mod credentials;
 mod error;
 pub mod jobs;
 mod sync;

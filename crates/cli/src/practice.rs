@@ -1,0 +1,675 @@
+//! Connecting practices and keeping their credentials: `practice add |
+//! rotate-credentials | disable | enable | remove | list | audit`, `keys
+//! rewrap` and `admin-token create | list | revoke`.
+//!
+//! These commands act as an operator holding the database's credentials
+//! (the Cloud PMS Admin role); each change is written to the audit log with
+//! `--actor` (default `cli:$USER`). The admin API checks bearer tokens with
+//! the same [`access::Gate`].
+
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use access::{Gate, Principal, Role};
+use anyhow::{Context, Result, bail};
+use ascend_client::{ClientError, Connection};
+use clap::{Args, Subcommand};
+use secrecy::{ExposeSecret, SecretString};
+use store::{
+    AuditEntry, AuditOutcome, DEFAULT_SYNC_INTERVAL_MINUTES, NewPractice, Practice,
+    SYNC_INTERVALS_MINUTES, Store,
+};
+use vault::{AscendCredentials, KmsConfig, KmsVault, LocalVault, Purpose, SealContext, Vault};
+use worker::credentials::{Credentials, VaultCredentials, to_sealed, to_stored};
+use zeroize::Zeroizing;
+
+use crate::connect::{ClientArgs, connection};
+use crate::runtime::StoreArgs;
+
+/// Ascend's production API base.
+const DEFAULT_API_BASE: &str = "https://prod.hs1api.com/ascend-gateway/api";
+/// Ascend's production token endpoint.
+const DEFAULT_TOKEN_URL: &str = "https://prod.hs1api.com/oauth/client_credential/accesstoken";
+
+/// Where secrets are sealed: KMS (production) or a local master key file
+/// (embedded mode). Exactly one.
+#[derive(Args, Debug, Clone)]
+pub struct VaultArgs {
+    /// The KMS key (id, ARN or alias) that wraps each practice's data key.
+    #[arg(
+        long,
+        env = "ASCEND_SYNC_KMS_KEY_ID",
+        conflicts_with = "master_key_file"
+    )]
+    kms_key_id: Option<String>,
+    /// KMS endpoint override (tests against moto, a VPC endpoint).
+    #[arg(long, env = "ASCEND_SYNC_KMS_ENDPOINT")]
+    kms_endpoint: Option<String>,
+    /// Embedded mode: a local master key file, created (mode 0600) on
+    /// first use. Never in production.
+    #[arg(long, env = "ASCEND_SYNC_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
+}
+
+impl VaultArgs {
+    pub async fn open(&self) -> Result<Vault> {
+        match (&self.kms_key_id, &self.master_key_file) {
+            (Some(key_id), None) => Ok(Vault::Kms(
+                KmsVault::connect(KmsConfig {
+                    endpoint_url: self.kms_endpoint.clone(),
+                    region: None,
+                    key_id: key_id.clone(),
+                })
+                .await
+                .context("cannot set up the KMS client")?,
+            )),
+            (None, Some(path)) => Ok(Vault::Local(
+                LocalVault::open(path).context("cannot open the local master key")?,
+            )),
+            _ => bail!(
+                "say where secrets are sealed: --kms-key-id (production) or --master-key-file \
+                 (embedded mode)"
+            ),
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct PracticeArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Who is acting, for the audit log (default: cli:$USER).
+    #[arg(long, env = "ASCEND_SYNC_ACTOR", global = true)]
+    actor: Option<String>,
+    #[command(subcommand)]
+    action: PracticeAction,
+}
+
+#[derive(Subcommand)]
+pub enum PracticeAction {
+    /// Connect a practice location: one cheap call proves the credentials,
+    /// the Organization-ID and the vendor's enablement, then the Client ID
+    /// and Secret are sealed and stored, and the initial sync is due.
+    Add(AddArgs),
+    /// Replace a practice's Client ID and Secret (proved first). A practice
+    /// in auth_failed resumes.
+    RotateCredentials(RotateArgs),
+    /// Pause a practice: no further syncs; credentials and data kept.
+    Disable(PracticeIdArgs),
+    /// Resume a paused or auth_failed practice (auth_failed: its stored
+    /// credentials are proved first).
+    Enable(EnableArgs),
+    /// Destroy a practice's credentials and stop it for good; every landed
+    /// row and its sync history are kept.
+    Remove(RemoveArgs),
+    /// Every practice: status (since when, why) and its credentials' key.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The audit log, newest first.
+    Audit {
+        #[arg(long)]
+        practice_id: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+}
+
+#[derive(Args)]
+pub struct AddArgs {
+    #[arg(long)]
+    practice_id: String,
+    /// The Ascend Organization-ID (24 hex digits).
+    #[arg(long)]
+    organization_id: String,
+    /// The Ascend location id of this practice; 0 syncs the whole
+    /// organization (a single-location organization).
+    #[arg(long)]
+    location_id: i64,
+    #[arg(long)]
+    client_id: String,
+    /// Read the Client Secret from the first line of standard input (never
+    /// from an argument: arguments are visible to every user of the host).
+    #[arg(long, required = true)]
+    client_secret_stdin: bool,
+    /// Minutes between incremental syncs: 2, 5, 10, 15, 30, 45 or 60.
+    #[arg(long, default_value_t = DEFAULT_SYNC_INTERVAL_MINUTES)]
+    interval: i16,
+    #[arg(long, default_value = DEFAULT_API_BASE)]
+    api_base: String,
+    #[arg(long, default_value = DEFAULT_TOKEN_URL)]
+    token_url: String,
+    #[command(flatten)]
+    vault: VaultArgs,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Args)]
+pub struct RotateArgs {
+    #[arg(long)]
+    practice_id: String,
+    #[arg(long)]
+    client_id: String,
+    /// Read the new Client Secret from the first line of standard input.
+    #[arg(long, required = true)]
+    client_secret_stdin: bool,
+    /// A new token URL (default: the stored one).
+    #[arg(long)]
+    token_url: Option<String>,
+    #[command(flatten)]
+    vault: VaultArgs,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Args)]
+pub struct PracticeIdArgs {
+    #[arg(long)]
+    practice_id: String,
+}
+
+#[derive(Args)]
+pub struct EnableArgs {
+    #[arg(long)]
+    practice_id: String,
+    #[command(flatten)]
+    vault: VaultArgs,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Args)]
+pub struct RemoveArgs {
+    #[arg(long)]
+    practice_id: String,
+    /// Confirm: the credentials are destroyed (the data is kept).
+    #[arg(long)]
+    yes: bool,
+}
+
+fn operator(actor: Option<&str>) -> Principal {
+    match actor {
+        Some(actor) if !actor.trim().is_empty() => Principal {
+            actor: actor.trim().to_owned(),
+            ..Principal::operator("")
+        },
+        _ => Principal::operator(&std::env::var("USER").unwrap_or_else(|_| "unknown".into())),
+    }
+}
+
+/// The first line of standard input, as a secret (its line break removed).
+fn secret_from_stdin() -> Result<SecretString> {
+    let mut line = Zeroizing::new(String::new());
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the Client Secret from standard input")?;
+    let secret = line.trim_end_matches(['\r', '\n']);
+    if secret.is_empty() {
+        bail!("standard input held no Client Secret: pipe it in, e.g. `< secret-file`");
+    }
+    Ok(SecretString::from(secret))
+}
+
+/// One cheap call with `connection`; on failure the audit log says so and
+/// the error names what a person must do.
+async fn prove(
+    store: &Store,
+    client: &ClientArgs,
+    connection: Connection,
+    who: &Principal,
+    action: &str,
+    practice_id: &str,
+) -> Result<()> {
+    let org = client.client()?.connect(connection)?;
+    if let Err(error) = org.probe().await {
+        store
+            .record_audit(&AuditEntry {
+                actor: who.actor.clone(),
+                action: action.to_owned(),
+                practice_id: Some(practice_id.to_owned()),
+                outcome: AuditOutcome::Failed,
+                detail: Some(error.to_string()),
+            })
+            .await
+            .context("cannot write the audit log")?;
+        let what = match &error {
+            ClientError::Auth { .. } => "Ascend refused the connection; nothing was saved",
+            _ => "the proving call failed; nothing was saved",
+        };
+        return Err(anyhow::Error::new(error).context(what));
+    }
+    Ok(())
+}
+
+pub async fn practice(args: PracticeArgs) -> Result<()> {
+    let store = args.store.open().await?;
+    let who = operator(args.actor.as_deref());
+    let result = match args.action {
+        PracticeAction::Add(add) => add_practice(&store, &who, add).await,
+        PracticeAction::RotateCredentials(rotate) => rotate_credentials(&store, &who, rotate).await,
+        PracticeAction::Disable(p) => {
+            let practice = store.disable_practice(&p.practice_id, &who.actor).await?;
+            print_practice("disabled", &practice);
+            Ok(())
+        }
+        PracticeAction::Enable(enable) => enable_practice(&store, &who, enable).await,
+        PracticeAction::Remove(remove) => {
+            if !remove.yes {
+                bail!(
+                    "remove destroys practice {:?}'s credentials (its data and history are \
+                     kept); run again with --yes",
+                    remove.practice_id
+                );
+            }
+            let practice = store
+                .remove_practice(&remove.practice_id, &who.actor)
+                .await?;
+            print_practice("removed", &practice);
+            Ok(())
+        }
+        PracticeAction::List { json } => list(&store, json).await,
+        PracticeAction::Audit { practice_id, limit } => {
+            for r in store
+                .audit_log(practice_id.as_deref(), limit.max(1))
+                .await?
+            {
+                println!(
+                    "{}  {:<8} {:<28} {:<20} {:<24} {}",
+                    r.at,
+                    r.outcome,
+                    r.action,
+                    r.practice_id.as_deref().unwrap_or("-"),
+                    r.actor,
+                    r.detail.as_deref().unwrap_or("")
+                );
+            }
+            Ok(())
+        }
+    };
+    store.close().await;
+    result
+}
+
+/// What `add` and `rotate-credentials` prove, then seal.
+struct NewCredentials<'a> {
+    practice_id: &'a str,
+    organization_id: &'a str,
+    api_base: &'a str,
+    token_url: &'a str,
+    client_id: String,
+    client_secret: SecretString,
+}
+
+/// Proves `new` with one call (audited as `action` if refused), then seals
+/// it with the vault: the store's form, not yet stored.
+async fn prove_and_seal(
+    store: &Store,
+    vault: &VaultArgs,
+    client: &ClientArgs,
+    who: &Principal,
+    action: &str,
+    new: NewCredentials<'_>,
+) -> Result<store::SealedCredentials> {
+    let vault = vault.open().await?;
+    let conn = connection(
+        new.organization_id,
+        new.client_id.clone(),
+        new.client_secret.clone(),
+        new.api_base,
+        new.token_url,
+    )?;
+    prove(store, client, conn, who, action, new.practice_id).await?;
+    let credentials = AscendCredentials {
+        client_id: SecretString::from(new.client_id),
+        client_secret: new.client_secret,
+    };
+    let sealed = vault
+        .seal_credentials(new.practice_id, &credentials)
+        .await
+        .context("cannot seal the credentials; nothing was saved")?;
+    Ok(to_stored(sealed, new.token_url))
+}
+
+async fn add_practice(store: &Store, who: &Principal, args: AddArgs) -> Result<()> {
+    if !SYNC_INTERVALS_MINUTES.contains(&args.interval) {
+        bail!(
+            "--interval {} is not offered: choose one of {SYNC_INTERVALS_MINUTES:?} minutes",
+            args.interval
+        );
+    }
+    if args.practice_id.trim().is_empty() {
+        bail!("--practice-id must not be empty");
+    }
+    let sealed = prove_and_seal(
+        store,
+        &args.vault,
+        &args.client,
+        who,
+        "practice.add",
+        NewCredentials {
+            practice_id: &args.practice_id,
+            organization_id: &args.organization_id,
+            api_base: &args.api_base,
+            token_url: &args.token_url,
+            client_id: args.client_id.clone(),
+            client_secret: secret_from_stdin()?,
+        },
+    )
+    .await?;
+    let practice = store
+        .connect_practice(
+            &NewPractice {
+                practice_id: args.practice_id,
+                organization_id: args.organization_id,
+                location_id: args.location_id,
+                api_base: args.api_base,
+                sync_interval_minutes: args.interval,
+            },
+            &sealed,
+            &who.actor,
+        )
+        .await?;
+    print_practice("connected", &practice);
+    Ok(())
+}
+
+async fn rotate_credentials(store: &Store, who: &Principal, args: RotateArgs) -> Result<()> {
+    let practice = store
+        .get_practice(&args.practice_id)
+        .await?
+        .with_context(|| format!("practice {:?} is not registered", args.practice_id))?;
+    let token_url = match args.token_url {
+        Some(url) => url,
+        None => store
+            .practice_credentials(&args.practice_id)
+            .await?
+            .map(|c| c.token_url)
+            .unwrap_or_else(|| DEFAULT_TOKEN_URL.to_owned()),
+    };
+    let sealed = prove_and_seal(
+        store,
+        &args.vault,
+        &args.client,
+        who,
+        "practice.rotate-credentials",
+        NewCredentials {
+            practice_id: &args.practice_id,
+            organization_id: &practice.organization_id,
+            api_base: &practice.api_base,
+            token_url: &token_url,
+            client_id: args.client_id,
+            client_secret: secret_from_stdin()?,
+        },
+    )
+    .await?;
+    let practice = store
+        .replace_credentials(&args.practice_id, &sealed, &who.actor)
+        .await?;
+    print_practice("credentials replaced", &practice);
+    Ok(())
+}
+
+async fn enable_practice(store: &Store, who: &Principal, args: EnableArgs) -> Result<()> {
+    let practice = store
+        .get_practice(&args.practice_id)
+        .await?
+        .with_context(|| format!("practice {:?} is not registered", args.practice_id))?;
+    if practice.status == store::PracticeStatus::AuthFailed {
+        // Its credentials failed: prove them again before resuming.
+        let vault = args.vault.open().await?;
+        let conn = VaultCredentials::new(store.clone(), vault)
+            .connection(&practice)
+            .await?;
+        prove(
+            store,
+            &args.client,
+            conn,
+            who,
+            "practice.enable",
+            &args.practice_id,
+        )
+        .await?;
+    }
+    let practice = store.enable_practice(&args.practice_id, &who.actor).await?;
+    print_practice("enabled", &practice);
+    Ok(())
+}
+
+fn print_practice(what: &str, p: &Practice) {
+    let next = match p.status {
+        store::PracticeStatus::InitialSync => "its initial sync runs from the next scheduler tick",
+        store::PracticeStatus::Active => "it syncs on its interval",
+        store::PracticeStatus::Paused => "it is not scheduled until enabled",
+        store::PracticeStatus::AuthFailed => "it waits for new credentials",
+        store::PracticeStatus::Removed => "it is never synced again; its data is kept",
+    };
+    println!(
+        "{what} practice {} (organization {}, location {}): status {}; {next}",
+        p.practice_id, p.organization_id, p.location_id, p.status
+    );
+}
+
+async fn list(store: &Store, json: bool) -> Result<()> {
+    let practices = store.list_practices().await?;
+    let keys: std::collections::HashMap<String, String> = store
+        .all_credentials()
+        .await?
+        .into_iter()
+        .map(|(id, c)| (id, c.key_id))
+        .collect();
+    if !json {
+        println!(
+            "{:<24} {:<13} {:<27} {:<40} DETAIL",
+            "PRACTICE", "STATUS", "SINCE", "KEY"
+        );
+    }
+    for p in &practices {
+        let key = keys.get(&p.practice_id).map_or("-", String::as_str);
+        let since = p
+            .status_changed_at
+            .unwrap_or(p.created_at)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "practice_id": p.practice_id,
+                    "organization_id": p.organization_id,
+                    "location_id": p.location_id,
+                    "status": p.status.as_str(),
+                    "status_since": since,
+                    "status_detail": p.status_detail,
+                    "key_id": keys.get(&p.practice_id),
+                })
+            );
+        } else {
+            println!(
+                "{:<24} {:<13} {:<27} {:<40} {}",
+                p.practice_id,
+                p.status,
+                since,
+                key,
+                p.status_detail
+                    .as_deref()
+                    .and_then(|d| d.lines().next())
+                    .unwrap_or("")
+            );
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct KeysArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[arg(long, env = "ASCEND_SYNC_ACTOR", global = true)]
+    actor: Option<String>,
+    #[command(subcommand)]
+    action: KeysAction,
+}
+
+#[derive(Subcommand)]
+pub enum KeysAction {
+    /// Re-encrypt every practice's data key under another key (KMS
+    /// ReEncrypt: no secret is decrypted here). Workers keep syncing
+    /// throughout: a row opens under its old key until it is rewrapped,
+    /// under the new one after. Point new seals at the new key afterwards
+    /// (--kms-key-id). Safe to run again: rows already under the key are
+    /// rewrapped again, harmlessly.
+    Rewrap(RewrapArgs),
+}
+
+#[derive(Args)]
+pub struct RewrapArgs {
+    /// The key to wrap under (KMS id, ARN or alias; local: the master
+    /// key's own id).
+    #[arg(long)]
+    to_key_id: String,
+    #[command(flatten)]
+    vault: VaultArgs,
+}
+
+pub async fn keys(args: KeysArgs) -> Result<()> {
+    let store = args.store.open().await?;
+    let who = operator(args.actor.as_deref());
+    let KeysAction::Rewrap(RewrapArgs { to_key_id, vault }) = args.action;
+    let vault = vault.open().await?;
+    let (mut rewrapped, mut changed, mut failed) = (0usize, 0usize, Vec::new());
+    for (practice_id, stored) in store.all_credentials().await? {
+        let Some(sealed) = to_sealed(&stored) else {
+            failed.push(format!("{practice_id}: its stored nonce is damaged"));
+            continue;
+        };
+        let ctx = SealContext::new(practice_id.as_str(), Purpose::AscendCredentials);
+        match vault.rewrap(&ctx, &sealed, &to_key_id).await {
+            Ok(new) => {
+                let stored_now = store
+                    .store_rewrapped_key(
+                        &practice_id,
+                        &stored.encrypted_data_key,
+                        &new.encrypted_data_key,
+                        &new.key_id,
+                    )
+                    .await?;
+                if stored_now {
+                    rewrapped += 1;
+                } else {
+                    changed += 1;
+                }
+            }
+            Err(error) => failed.push(format!("{practice_id}: {error}")),
+        }
+    }
+    let summary = format!(
+        "{rewrapped} rewrapped to {to_key_id}, {changed} changed meanwhile (already sealed anew), \
+         {} failed",
+        failed.len()
+    );
+    store
+        .record_audit(&AuditEntry {
+            actor: who.actor.clone(),
+            action: "keys.rewrap".to_owned(),
+            practice_id: None,
+            outcome: if failed.is_empty() {
+                AuditOutcome::Done
+            } else {
+                AuditOutcome::Failed
+            },
+            detail: Some(summary.clone()),
+        })
+        .await?;
+    println!("{summary}");
+    store.close().await;
+    if !failed.is_empty() {
+        bail!(
+            "these practices keep their old key (run again once fixed):\n{}",
+            failed.join("\n")
+        );
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct TokenArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[arg(long, env = "ASCEND_SYNC_ACTOR", global = true)]
+    actor: Option<String>,
+    #[command(subcommand)]
+    action: TokenAction,
+}
+
+#[derive(Subcommand)]
+pub enum TokenAction {
+    /// Create a bearer token for the admin API; it is printed once, on
+    /// standard output, and only its hash is kept.
+    Create {
+        /// cloud_pms_admin, practice_user or readonly.
+        #[arg(long)]
+        role: String,
+        /// The practice of a practice_user token.
+        #[arg(long)]
+        practice: Option<String>,
+        /// What the token is for (shown in lists).
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// Every token: id, role, practice, label, creator, revoked (never a
+    /// value).
+    List,
+    /// Revoke a token by id: it stops working at once.
+    Revoke {
+        #[arg(long)]
+        id: String,
+    },
+}
+
+pub async fn admin_token(args: TokenArgs) -> Result<()> {
+    let store = args.store.open().await?;
+    let who = operator(args.actor.as_deref());
+    let gate = Gate::new(store.clone());
+    match args.action {
+        TokenAction::Create {
+            role,
+            practice,
+            label,
+        } => {
+            let role: Role = role.parse().map_err(anyhow::Error::new)?;
+            let created = gate
+                .create_token(&who, role, practice.as_deref(), &label)
+                .await?;
+            eprintln!(
+                "created token {} ({}); it is shown once, below: keep it in a secret store",
+                created.record.token_id, created.record.role
+            );
+            println!("{}", created.token.expose_secret());
+        }
+        TokenAction::List => {
+            for t in store.list_admin_tokens().await? {
+                println!(
+                    "{:<18} {:<16} {:<20} {:<20} {:<20} {}",
+                    t.token_id,
+                    t.role,
+                    t.practice_id.as_deref().unwrap_or("-"),
+                    t.label,
+                    t.created_by,
+                    t.revoked_at
+                        .map_or("live".to_owned(), |at| format!("revoked {at}"))
+                );
+            }
+        }
+        TokenAction::Revoke { id } => {
+            if !store.revoke_admin_token(&id, &who.actor).await? {
+                bail!("no live token has id {id:?} (see `admin-token list`)");
+            }
+            println!("revoked token {id}");
+        }
+    }
+    store.close().await;
+    Ok(())
+}

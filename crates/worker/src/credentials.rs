@@ -1,0 +1,134 @@
+//! Where a worker gets a practice's Ascend connection.
+//!
+//! [`VaultCredentials`] (production and embedded) reads the practice's
+//! sealed credentials from the store and opens them with the vault for each
+//! job: the plaintext lives only in the job's [`Connection`] (a `secrecy`
+//! type, zeroized when dropped), never in a cache, a log or an error.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use ascend_client::Connection;
+use secrecy::ExposeSecret;
+use store::{Practice, Store};
+use url::Url;
+use vault::{Sealed, Vault, VaultError};
+
+/// A boxed future of a [`Credentials`] call.
+pub type CredentialsFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Connection, CredentialsError>> + Send + 'a>>;
+
+/// Where a worker gets a practice's Ascend connection.
+pub trait Credentials: Send + Sync {
+    /// The connection for `practice`, or why there is none.
+    fn connection<'a>(&'a self, practice: &'a Practice) -> CredentialsFuture<'a>;
+}
+
+/// Why a practice has no usable connection. Never holds a secret.
+#[derive(Debug, thiserror::Error)]
+#[error("no usable credentials for practice {practice_id:?}: {detail}")]
+pub struct CredentialsError {
+    pub practice_id: String,
+    pub detail: String,
+    /// Whether a person must act (reconnect the practice); false when the
+    /// same call may work later (KMS unreachable or refusing).
+    pub needs_reconnect: bool,
+}
+
+/// Credentials sealed in the store, opened by the vault.
+#[derive(Debug, Clone)]
+pub struct VaultCredentials {
+    store: Store,
+    vault: Vault,
+}
+
+impl VaultCredentials {
+    pub fn new(store: Store, vault: Vault) -> VaultCredentials {
+        VaultCredentials { store, vault }
+    }
+
+    async fn open(&self, practice: &Practice) -> Result<Connection, CredentialsError> {
+        let id = practice.practice_id.as_str();
+        let fail = |detail: String, needs_reconnect: bool| CredentialsError {
+            practice_id: id.to_owned(),
+            detail,
+            needs_reconnect,
+        };
+        let stored = self
+            .store
+            .practice_credentials(id)
+            .await
+            .map_err(|e| fail(format!("the store could not be read: {e}"), false))?
+            .ok_or_else(|| {
+                fail(
+                    "none are stored: connect it with `ascend-sync practice add`".into(),
+                    true,
+                )
+            })?;
+        let sealed = to_sealed(&stored).ok_or_else(|| {
+            fail(
+                "the stored nonce is not 12 bytes: reconnect the practice".into(),
+                true,
+            )
+        })?;
+        let opened = self
+            .vault
+            .open_credentials(id, &sealed)
+            .await
+            .map_err(|e| fail(e.to_string(), needs_reconnect(&e)))?;
+        let bad = |what: &str, value: &str| {
+            fail(
+                format!("its {what} {value:?} is not valid: fix it and reconnect"),
+                true,
+            )
+        };
+        Ok(Connection {
+            api_base: Url::parse(&practice.api_base)
+                .map_err(|_| bad("API base", &practice.api_base))?,
+            token_url: Url::parse(&stored.token_url)
+                .map_err(|_| bad("token URL", &stored.token_url))?,
+            organization_id: practice
+                .organization_id
+                .parse()
+                .map_err(|_| bad("Organization-ID", &practice.organization_id))?,
+            client_id: opened.client_id.expose_secret().to_owned(),
+            client_secret: opened.client_secret,
+        })
+    }
+}
+
+impl Credentials for VaultCredentials {
+    fn connection<'a>(&'a self, practice: &'a Practice) -> CredentialsFuture<'a> {
+        Box::pin(self.open(practice))
+    }
+}
+
+/// The vault's form of what the store holds; None if the nonce is damaged.
+pub fn to_sealed(stored: &store::SealedCredentials) -> Option<Sealed> {
+    Some(Sealed {
+        ciphertext: stored.ciphertext.clone(),
+        nonce: stored.nonce.as_slice().try_into().ok()?,
+        encrypted_data_key: stored.encrypted_data_key.clone(),
+        key_id: stored.key_id.clone(),
+    })
+}
+
+/// The store's form of what the vault sealed.
+pub fn to_stored(sealed: Sealed, token_url: &str) -> store::SealedCredentials {
+    store::SealedCredentials {
+        token_url: token_url.to_owned(),
+        ciphertext: sealed.ciphertext,
+        nonce: sealed.nonce.to_vec(),
+        encrypted_data_key: sealed.encrypted_data_key,
+        key_id: sealed.key_id,
+    }
+}
+
+/// Whether a vault error needs a person to reconnect the practice (the
+/// sealed value is damaged or not this practice's), rather than time.
+fn needs_reconnect(error: &VaultError) -> bool {
+    matches!(
+        error,
+        VaultError::WrongContext { .. } | VaultError::Tampered { .. }
+    )
+}

@@ -2,8 +2,9 @@
 //! practice if the store does not know it, runs (or resumes) its initial
 //! sync, then one incremental cycle, and reports what it did.
 //!
-//! Credentials come from a file (the line `ascend-sync sim` prints) until
-//! practices are connected with encrypted credentials (issue 5).
+//! A by-hand tool: credentials come from a file (the line `ascend-sync sim`
+//! prints) and are not stored, so scheduled workers cannot sync a practice
+//! it registered until `ascend-sync practice add` connects it.
 
 use std::path::PathBuf;
 use std::time::Instant;

@@ -304,10 +304,8 @@ impl Gate {
         self.store.create_admin_token(&new).await?;
         let record = self
             .store
-            .list_admin_tokens()
+            .admin_token_by_hash(&minted.hash)
             .await?
-            .into_iter()
-            .find(|t| t.token_id == minted.token_id)
             .ok_or_else(|| {
                 AccessError::BadToken("the new token was not found after it was stored".into())
             })?;

@@ -6,6 +6,11 @@
 //! for each practice, printing what changed. Every table is checked against
 //! the simulator after every step.
 //!
+//! Practices are connected as `practice add` connects them: the credentials
+//! are proved with one call, sealed with a local master key file (the
+//! embedded mode's stand-in for KMS, in the data folder, mode 0600) and
+//! stored; every sync opens them from the store.
+//!
 //! The demo starts from an empty data folder each time (the simulator's data
 //! is regenerated at every start, so old rows would not match it).
 
@@ -20,6 +25,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use secrecy::SecretString;
 use store::{NewPractice, Store};
 use sync_core::Scope;
+use vault::{AscendCredentials, LocalVault, Vault};
+use worker::credentials::{Credentials, VaultCredentials, to_stored};
 use worker::verify::{SourceRecord, compare};
 use worker::{SyncConfig, Syncer};
 
@@ -87,10 +94,20 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     config.insecure_loopback = InsecureLoopback::allow_for_local_testing();
     let client = AscendClient::new(config)?;
 
+    let key_file = args.data_dir.join("master.key");
+    let credentials = VaultCredentials::new(
+        store.clone(),
+        Vault::Local(LocalVault::open(&key_file).context("cannot open the demo's master key")?),
+    );
     let mut practices = Vec::new();
     for (index, info) in sim.orgs().iter().enumerate() {
-        practices.push(register(&store, &client, index, info).await?);
+        practices.push(register(&store, &client, &credentials, index, info).await?);
     }
+    println!(
+        "connected {} practices; their credentials are sealed with {} (mode 0600)",
+        practices.len(),
+        key_file.display()
+    );
 
     let bars = MultiProgress::new();
     let style = ProgressStyle::with_template(
@@ -193,20 +210,24 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     Ok(())
 }
 
+/// Connects organization `index`'s first location as a practice: proved,
+/// sealed, stored, then opened from the store for the syncs.
 async fn register(
     store: &Store,
     client: &AscendClient,
+    credentials: &VaultCredentials,
     index: usize,
     info: &OrgInfo,
 ) -> Result<DemoPractice> {
-    let org = client.connect(connection(
-        &info.organization_id,
-        info.client_id.clone(),
-        SecretString::from(info.client_secret.clone()),
-        &info.api_base,
-        &info.token_url,
-    )?)?;
-    org.probe()
+    client
+        .connect(connection(
+            &info.organization_id,
+            info.client_id.clone(),
+            SecretString::from(info.client_secret.clone()),
+            &info.api_base,
+            &info.token_url,
+        )?)?
+        .probe()
         .await
         .context("the organization's credentials do not work")?;
     let location: u64 = info
@@ -215,15 +236,30 @@ async fn register(
         .context("an organization without locations")?
         .parse()?;
     let practice_id = format!("practice-{}", index + 1);
-    store
-        .upsert_practice(&NewPractice {
-            practice_id: practice_id.clone(),
-            organization_id: info.organization_id.clone(),
-            location_id: location as i64,
-            api_base: info.api_base.clone(),
-            sync_interval_minutes: 2,
-        })
+    let sealed = credentials
+        .vault()
+        .seal_credentials(
+            &practice_id,
+            &AscendCredentials {
+                client_id: SecretString::from(info.client_id.clone()),
+                client_secret: SecretString::from(info.client_secret.clone()),
+            },
+        )
         .await?;
+    let practice = store
+        .connect_practice(
+            &NewPractice {
+                practice_id: practice_id.clone(),
+                organization_id: info.organization_id.clone(),
+                location_id: location as i64,
+                api_base: info.api_base.clone(),
+                sync_interval_minutes: 2,
+            },
+            &to_stored(sealed, &info.token_url),
+            "demo",
+        )
+        .await?;
+    let org = client.connect(credentials.connection(&practice).await?)?;
     Ok(DemoPractice {
         practice_id,
         org_index: index,

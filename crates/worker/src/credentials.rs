@@ -47,6 +47,11 @@ impl VaultCredentials {
         VaultCredentials { store, vault }
     }
 
+    /// The vault (to seal what is connected).
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
     async fn open(&self, practice: &Practice) -> Result<Connection, CredentialsError> {
         let id = practice.practice_id.as_str();
         let fail = |detail: String, needs_reconnect: bool| CredentialsError {

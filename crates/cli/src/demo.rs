@@ -1,10 +1,12 @@
 //! `ascend-sync demo`: everything embedded on one machine, so anyone can see
 //! it work. The simulator serves three organizations; each has one practice
 //! (a location) landing in an SQLite file, with raw pages archived to a local
-//! folder. The initial syncs run with a progress bar per practice; then, on a
-//! short interval, the simulator changes data and an incremental cycle runs
-//! for each practice, printing what changed. Every table is checked against
-//! the simulator after every step.
+//! folder. A scheduler and a worker run in this process and meet in the
+//! database queue, as replicas do in production. The initial syncs run with
+//! a progress bar per practice; then, on a short interval, the simulator
+//! changes data and a Force Sync Now runs an incremental cycle for each
+//! practice, printing what changed. Every table is checked against the
+//! simulator after every step.
 //!
 //! Practices are connected as `practice add` connects them: the credentials
 //! are proved with one call, sealed with a local master key file (the
@@ -14,19 +16,27 @@
 //! The demo starts from an empty data folder each time (the simulator's data
 //! is regenerated at every start, so old rows would not match it).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use ascend_client::{AscendClient, ClientConfig, InsecureLoopback, OrgClient, Resource};
+use ascend_client::{AscendClient, ClientConfig, InsecureLoopback, Resource};
 use ascend_sim::{MutateRequest, OrgInfo, SimConfig, Size};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use queue::job::Trigger;
+use queue::{DbQueue, Queue, QueueSettings};
+use scheduler::{Scheduler, SchedulerConfig};
 use secrecy::SecretString;
-use store::{NewPractice, Store};
+use store::{HistoryQuery, NewPractice, PracticeStatus, RunRecord, RunState, Store};
 use sync_core::Scope;
+use time::OffsetDateTime;
+use tokio::sync::watch;
 use vault::{AscendCredentials, LocalVault, Vault};
-use worker::credentials::{Credentials, VaultCredentials, to_stored};
+use worker::credentials::{VaultCredentials, to_stored};
+use worker::jobs::{Worker, WorkerConfig, force_sync};
 use worker::verify::{SourceRecord, compare};
 use worker::{SyncConfig, Syncer};
 
@@ -55,7 +65,6 @@ struct DemoPractice {
     practice_id: String,
     org_index: usize,
     scope: Scope,
-    org: OrgClient,
 }
 
 pub async fn run(args: DemoArgs) -> Result<()> {
@@ -109,82 +118,175 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         key_file.display()
     );
 
+    // The runtime, embedded: the scheduler and a worker meet in the
+    // database queue (SQLite's job_queue), as replicas meet in production.
+    let queue = Queue::Database(DbQueue::new(store.clone(), QueueSettings::default()));
     let bars = MultiProgress::new();
     let style = ProgressStyle::with_template(
         "{prefix:>12} [{bar:40}] {pos:>8}/{len:8} {per_sec:>12} {msg}",
     )
     .context("progress template")?
     .progress_chars("=> ");
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for practice in &practices {
-        let bar = bars.add(ProgressBar::new(0).with_style(style.clone()));
-        bar.set_prefix(practice.practice_id.clone());
-        let counter = bar.clone();
-        let syncer = Syncer::new(store.clone(), archive.clone(), SyncConfig::default())
-            .with_progress(move |p| counter.inc(p.records));
-        let (org, practice_id) = (practice.org.clone(), practice.practice_id.clone());
-        tasks.spawn(async move {
-            syncer.plan_initial(&practice_id, &org).await?;
-            let expected: i64 = syncer
-                .store()
-                .list_sync_states(&practice_id)
-                .await?
-                .iter()
-                .filter_map(|s| s.expected_count)
-                .sum();
-            bar.set_length(expected.max(0) as u64);
-            let report = syncer.run_initial(&practice_id, &org).await?;
-            bar.finish_with_message(if report.complete {
-                "initial sync done"
-            } else {
-                "incomplete"
-            });
-            anyhow::Ok((practice_id, report))
+    let by_practice: HashMap<String, ProgressBar> = practices
+        .iter()
+        .map(|p| {
+            let bar = bars.add(ProgressBar::new(0).with_style(style.clone()));
+            bar.set_prefix(p.practice_id.clone());
+            (p.practice_id.clone(), bar)
+        })
+        .collect();
+    let counters = by_practice.clone();
+    let syncer = Syncer::new(store.clone(), archive.clone(), SyncConfig::default()).with_progress(
+        move |p| {
+            if let Some(bar) = counters.get(&p.practice_id) {
+                bar.inc(p.records);
+            }
+        },
+    );
+    let worker = Worker::new(
+        syncer,
+        queue.clone(),
+        client.clone(),
+        Arc::new(credentials),
+        WorkerConfig {
+            concurrency: 6,
+            receive_wait: Duration::from_millis(200),
+            first_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(5),
+            ..WorkerConfig::default()
+        },
+    );
+    let scheduler = Scheduler::new(
+        store.clone(),
+        queue.clone(),
+        SchedulerConfig {
+            tick: Duration::from_secs(1),
+            max_spread: Duration::ZERO,
+            ..SchedulerConfig::default()
+        },
+    );
+    let (stop, stopped) = watch::channel(false);
+    let mut roles = tokio::task::JoinSet::new();
+    {
+        let stopped = stopped.clone();
+        roles.spawn(async move {
+            worker.run(stopped).await;
         });
     }
-    let mut landed = 0;
-    while let Some(joined) = tasks.join_next().await {
-        let (practice_id, report) = joined??;
-        if !report.complete {
+    roles.spawn(async move { scheduler.run(stopped).await });
+    println!("scheduler and worker running on the database queue");
+
+    let started = Instant::now();
+    let outcome = cycles(
+        &args,
+        &sim,
+        &store,
+        &queue,
+        &practices,
+        &by_practice,
+        started,
+    )
+    .await;
+    let _ = stop.send(true);
+    while roles.join_next().await.is_some() {}
+    store.close().await;
+    sim.shutdown().await;
+    outcome
+}
+
+/// The initial syncs, checked; then the cycles: change the simulator's
+/// data, Force Sync Now each practice, check.
+async fn cycles(
+    args: &DemoArgs,
+    sim: &ascend_sim::RunningSim,
+    store: &Store,
+    queue: &Queue,
+    practices: &[DemoPractice],
+    bars: &HashMap<String, ProgressBar>,
+    started: Instant,
+) -> Result<()> {
+    loop {
+        let mut done = 0;
+        for practice in practices {
+            let Some(p) = store.get_practice(&practice.practice_id).await? else {
+                bail!("{} vanished", practice.practice_id);
+            };
+            let bar = bars.get(&practice.practice_id);
+            if let Some(bar) = bar {
+                let expected: i64 = store
+                    .list_sync_states(&practice.practice_id)
+                    .await?
+                    .iter()
+                    .filter_map(|s| s.expected_count)
+                    .sum();
+                bar.set_length(expected.max(0) as u64);
+            }
+            match p.status {
+                PracticeStatus::Active => {
+                    done += 1;
+                    if let Some(bar) = bar.filter(|b| !b.is_finished()) {
+                        bar.finish_with_message("initial sync done");
+                    }
+                }
+                PracticeStatus::InitialSync => {}
+                other => bail!(
+                    "{} is {other}: {}",
+                    practice.practice_id,
+                    p.status_detail.unwrap_or_default()
+                ),
+            }
+        }
+        if done == practices.len() {
+            break;
+        }
+        if queue.depth().await?.dead > 0 {
+            bail!("a job reached the dead letters: see `ascend-sync dlq list`");
+        }
+        if started.elapsed() > INITIAL_LIMIT {
             bail!(
-                "{practice_id}: the initial sync did not complete: {:?}",
-                report.failures
+                "the initial syncs did not finish in {} s",
+                INITIAL_LIMIT.as_secs()
             );
         }
-        landed += report.written;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut landed = 0;
+    for practice in practices {
+        for table in store::Table::ALL {
+            landed += store.count(&practice.practice_id, table).await?;
+        }
     }
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     println!(
         "initial syncs: {landed} records landed in {secs:.1} s ({:.0} records/s)",
         landed as f64 / secs
     );
-    verify_all(&sim, &store, &practices).await?;
+    verify_all(sim, store, practices).await?;
 
-    let syncer = Syncer::new(store.clone(), archive.clone(), SyncConfig::default());
     let mut cycle = 0u64;
     loop {
         cycle += 1;
-        for practice in &practices {
+        for practice in practices {
             let org_id = &sim.orgs()[practice.org_index].organization_id;
+            let changed_at = OffsetDateTime::now_utc();
             let changes = mutate(&sim.base_url(), org_id, args.seed * 1000 + cycle).await?;
-            let run = syncer
-                .run_incremental(&practice.practice_id, &practice.org)
-                .await?;
+            let run = synced_since(store, queue, &practice.practice_id, changed_at).await?;
             let changed: Vec<String> = run
                 .resources
                 .iter()
-                .filter(|r| r.written > 0 || r.error.is_some())
-                .map(|r| match &r.error {
-                    Some((class, _)) => format!("{} failed ({class})", r.resource),
+                .filter(|r| r.written > 0 || r.error_class.is_some())
+                .map(|r| match &r.error_class {
+                    Some(class) => format!("{} failed ({class})", r.resource),
                     None => format!("{} {}", r.resource, r.written),
                 })
                 .collect();
             println!(
-                "cycle {cycle} {}: simulator changed {changes} records; {:?}, {} fetched: {}",
+                "cycle {cycle} {}: simulator changed {changes} records; {} ({} attempt {}), {} fetched: {}",
                 practice.practice_id,
                 run.status,
-                run.fetched(),
+                run.kind,
+                run.attempt,
+                run.fetched.unwrap_or(0),
                 if changed.is_empty() {
                     "no changes".to_string()
                 } else {
@@ -192,26 +294,67 @@ pub async fn run(args: DemoArgs) -> Result<()> {
                 }
             );
         }
-        verify_all(&sim, &store, &practices).await?;
+        verify_all(sim, store, practices).await?;
         if args.once {
             println!("converged: every table of every practice equals the simulator");
-            break;
+            return Ok(());
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(args.interval_secs)) => {}
             () = crate::sim::shutdown_signal() => {
                 println!("stopping");
-                break;
+                return Ok(());
             }
         }
     }
-    store.close().await;
-    sim.shutdown().await;
-    Ok(())
 }
 
+/// The most the initial syncs may take before the demo gives up.
+const INITIAL_LIMIT: Duration = Duration::from_secs(600);
+
+/// Forces a sync of `practice_id` (Force Sync Now, as an admin would) until
+/// one that started after `since` has succeeded; that run.
+async fn synced_since(
+    store: &Store,
+    queue: &Queue,
+    practice_id: &str,
+    since: OffsetDateTime,
+) -> Result<RunRecord> {
+    let asked = Instant::now();
+    loop {
+        let runs = store
+            .history(&HistoryQuery {
+                practice_id: Some(practice_id.to_owned()),
+                failed_only: false,
+                since: Some(since),
+                limit: 20,
+            })
+            .await?;
+        if let Some(run) = runs.into_iter().find(|r| {
+            r.started_at >= since
+                && matches!(r.status, RunState::Succeeded | RunState::Partial)
+                && matches!(r.kind.as_str(), "incremental" | "resync")
+        }) {
+            return Ok(run);
+        }
+        // Folds into a sync already queued or running; once that one has
+        // ended (if it started before the change), a new one is queued.
+        force_sync(store, queue, practice_id, Trigger::Admin, FORCE_CLAIM).await?;
+        if asked.elapsed() > CYCLE_LIMIT {
+            bail!(
+                "{practice_id}: no sync succeeded within {} s",
+                CYCLE_LIMIT.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+const FORCE_CLAIM: Duration = Duration::from_secs(600);
+const CYCLE_LIMIT: Duration = Duration::from_secs(120);
+
 /// Connects organization `index`'s first location as a practice: proved,
-/// sealed, stored, then opened from the store for the syncs.
+/// sealed and stored (the worker opens it from the store for each job).
 async fn register(
     store: &Store,
     client: &AscendClient,
@@ -246,7 +389,7 @@ async fn register(
             },
         )
         .await?;
-    let practice = store
+    store
         .connect_practice(
             &NewPractice {
                 practice_id: practice_id.clone(),
@@ -259,14 +402,12 @@ async fn register(
             "demo",
         )
         .await?;
-    let org = client.connect(credentials.connection(&practice).await?)?;
     Ok(DemoPractice {
         practice_id,
         org_index: index,
         scope: Scope {
             location_id: Some(location),
         },
-        org,
     })
 }
 

@@ -189,14 +189,13 @@ pub struct RemoveArgs {
     yes: bool,
 }
 
+/// The operator at the CLI: `--actor` as given, else `cli:$USER`.
 fn operator(actor: Option<&str>) -> Principal {
-    match actor {
-        Some(actor) if !actor.trim().is_empty() => Principal {
-            actor: actor.trim().to_owned(),
-            ..Principal::operator("")
-        },
-        _ => Principal::operator(&std::env::var("USER").unwrap_or_else(|_| "unknown".into())),
+    let mut who = Principal::operator(&std::env::var("USER").unwrap_or_else(|_| "unknown".into()));
+    if let Some(actor) = actor.map(str::trim).filter(|a| !a.is_empty()) {
+        actor.clone_into(&mut who.actor);
     }
+    who
 }
 
 /// The first line of standard input, as a secret (its line break removed).

@@ -435,10 +435,11 @@ impl Store {
         actor: &str,
     ) -> Result<Practice, StoreError> {
         let sql = "UPDATE practices SET status = 'paused', \
-                   status_detail = 'disabled by ' || $3, status_changed_at = $2, \
+                   status_detail = $3, status_changed_at = $2, \
                    updated_at = $2, inflight_job_id = NULL, inflight_until = NULL, \
                    inflight_forced = false WHERE practice_id = $1 AND status <> 'paused'";
-        self.lifecycle(practice_id, actor, "practice.disable", sql, false)
+        let detail = Some(format!("disabled by {actor}"));
+        self.lifecycle(practice_id, actor, "practice.disable", sql, detail, false)
             .await
     }
 
@@ -451,11 +452,11 @@ impl Store {
         actor: &str,
     ) -> Result<Practice, StoreError> {
         let sql = format!(
-            "UPDATE practices SET status = {RESUME_STATUS}, status_detail = NULL, \
+            "UPDATE practices SET status = {RESUME_STATUS}, status_detail = $3, \
              status_changed_at = $2, updated_at = $2, next_sync_at = NULL \
-             WHERE practice_id = $1 AND status IN ('paused', 'auth_failed') AND $3 <> ''"
+             WHERE practice_id = $1 AND status IN ('paused', 'auth_failed')"
         );
-        self.lifecycle(practice_id, actor, "practice.enable", &sql, false)
+        self.lifecycle(practice_id, actor, "practice.enable", &sql, None, false)
             .await
     }
 
@@ -469,23 +470,25 @@ impl Store {
         actor: &str,
     ) -> Result<Practice, StoreError> {
         let sql = "UPDATE practices SET status = 'removed', \
-                   status_detail = 'removed by ' || $3, status_changed_at = $2, \
+                   status_detail = $3, status_changed_at = $2, \
                    updated_at = $2, next_sync_at = NULL, inflight_job_id = NULL, \
                    inflight_until = NULL, inflight_forced = false \
                    WHERE practice_id = $1 AND status <> 'removed'";
-        self.lifecycle(practice_id, actor, "practice.remove", sql, true)
+        let detail = Some(format!("removed by {actor}"));
+        self.lifecycle(practice_id, actor, "practice.remove", sql, detail, true)
             .await
     }
 
-    /// One lifecycle change: `sql` (`$1` practice, `$2` now, `$3` actor)
-    /// and its audit row in one transaction; `destroy_credentials` deletes
-    /// the sealed credentials too.
+    /// One lifecycle change: `sql` (`$1` practice, `$2` now, `$3` the new
+    /// status detail) and its audit row in one transaction;
+    /// `destroy_credentials` deletes the sealed credentials too.
     async fn lifecycle(
         &self,
         practice_id: &str,
         actor: &str,
         action: &str,
         sql: &str,
+        status_detail: Option<String>,
         destroy_credentials: bool,
     ) -> Result<Practice, StoreError> {
         const DELETE: &str = "DELETE FROM practice_credentials WHERE practice_id = $1";
@@ -509,7 +512,7 @@ impl Store {
             let changed = sqlx::query(sql)
                 .bind(practice_id)
                 .bind(now)
-                .bind(actor)
+                .bind(status_detail.as_deref())
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| db_error(backend, operation.as_str(), e))?

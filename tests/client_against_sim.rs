@@ -300,7 +300,7 @@ async fn a_403_is_an_auth_error_after_exactly_one_call() -> Result<()> {
         "not an auth error: {error:?}"
     );
     ensure!(
-        error.class() == "auth" && !error.is_retryable(),
+        error.class() == ascend_client::ErrorClass::Auth && !error.is_retryable(),
         "{error:?}"
     );
     let message = error.to_string();

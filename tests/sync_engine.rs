@@ -1,7 +1,9 @@
 //! The sync engine end to end: the simulator as Ascend, a real store
-//! (Postgres and SQLite), a local raw archive. What a practice would notice:
-//! its tables equal what Ascend holds, after the initial sync and after every
-//! incremental cycle; a crash loses and duplicates nothing.
+//! (Postgres and SQLite), a local raw archive, and the production job path
+//! (Force Sync Now, the initial sync's plan and chunk jobs, incremental
+//! jobs) run by a worker on the store's database queue. What a practice
+//! would notice: its tables equal what Ascend holds, after the initial sync
+//! and after every incremental cycle; a crash loses and duplicates nothing.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,12 +11,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use ascend_client::{OrgClient, Resource};
+use ascend_client::Resource;
 use ascend_sim::{FaultConfig, FaultKind, MutateRequest, ScriptedFault, SimConfig, Size};
-use store::NewPractice;
+use control::Synced;
+use queue::{DbQueue, Queue, QueueSettings};
+use store::{NewPractice, PracticeStatus, RunRecord, RunState};
 use sync_core::Scope;
-use system_tests::{Db, Sim, TempDir, TestStore, assert_table_equals_source, connect, test_client};
-use worker::{RunStatus, SyncConfig, Syncer};
+use system_tests::{Db, Sim, TempDir, TestStore, assert_table_equals_source, test_client};
+use worker::credentials::FixedCredentials;
+use worker::jobs::{Worker, WorkerConfig};
+use worker::{SyncConfig, Syncer};
 
 const PRACTICE: &str = "practice-1";
 
@@ -24,9 +30,12 @@ struct Fixture {
     store: TestStore,
     _archive_dir: TempDir,
     archive: blob::Archive,
-    org: OrgClient,
+    queue: Queue,
     scope: Scope,
 }
+
+/// The most one sync (all its jobs) may take in a test.
+const SYNC_LIMIT: Duration = Duration::from_secs(300);
 
 impl Fixture {
     async fn new(db: Db, seed: u64, size: Size) -> Result<Fixture> {
@@ -39,8 +48,6 @@ impl Fixture {
         let store = TestStore::new(db).await?;
         let archive_dir = TempDir::new("archive")?;
         let archive = blob::Archive::local(archive_dir.path().to_path_buf())?;
-        let client = test_client(1000)?;
-        let org = connect(&client, &sim, 0)?;
         let info = sim.org(0);
         // Practices alternate between a location of the organization and
         // the whole organization, so both scopes are exercised.
@@ -59,18 +66,84 @@ impl Fixture {
         let scope = Scope {
             location_id: (location_id > 0).then_some(location_id),
         };
+        let queue = Queue::from(DbQueue::new(
+            store.store.clone(),
+            QueueSettings {
+                max_receive_count: 5,
+                visibility: Duration::from_secs(2),
+            },
+        ));
         Ok(Fixture {
             sim,
             store,
             _archive_dir: archive_dir,
             archive,
-            org,
+            queue,
             scope,
         })
     }
 
-    fn syncer(&self, config: SyncConfig) -> Syncer {
-        Syncer::new(self.store.store.clone(), self.archive.clone(), config)
+    /// A worker as production runs one (the simulator's credentials given
+    /// directly), on the fixture's queue, with short timings for tests.
+    fn worker(&self, config: SyncConfig) -> Result<Worker> {
+        self.worker_with(Syncer::new(
+            self.store.store.clone(),
+            self.archive.clone(),
+            config,
+        ))
+    }
+
+    fn worker_with(&self, syncer: Syncer) -> Result<Worker> {
+        Ok(Worker::new(
+            syncer,
+            self.queue.clone(),
+            test_client(1000)?,
+            Arc::new(FixedCredentials(self.sim.connection(0)?)),
+            WorkerConfig {
+                worker_id: "test-worker".into(),
+                concurrency: 3,
+                visibility: Duration::from_secs(2),
+                receive_wait: Duration::from_millis(200),
+                first_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_millis(500),
+                ..WorkerConfig::default()
+            },
+        ))
+    }
+
+    /// Force Sync Now and every job it leads to, to the end.
+    async fn sync(&self, worker: &Worker) -> Result<Synced> {
+        Ok(
+            control::sync_and_wait(&self.store.store, &self.queue, worker, PRACTICE, SYNC_LIMIT)
+                .await?,
+        )
+    }
+
+    /// The initial sync, through its plan and chunk jobs; fails unless the
+    /// practice is active after it.
+    async fn initial(&self, worker: &Worker) -> Result<Synced> {
+        let synced = self.sync(worker).await?;
+        ensure!(
+            synced.practice.status == PracticeStatus::Active,
+            "the initial sync did not complete: {:?}; runs {:?}",
+            synced.practice.status,
+            synced
+                .runs
+                .iter()
+                .map(|r| (&r.kind, r.status, &r.error_message))
+                .collect::<Vec<_>>()
+        );
+        Ok(synced)
+    }
+
+    /// One incremental job; its run.
+    async fn incremental(&self, worker: &Worker) -> Result<RunRecord> {
+        let synced = self.sync(worker).await?;
+        synced
+            .runs
+            .into_iter()
+            .last()
+            .context("the incremental cycle left no run")
     }
 
     async fn assert_converged(&self, when: &str) -> Result<usize> {
@@ -107,35 +180,24 @@ fn small_chunks() -> SyncConfig {
 }
 
 /// Initial sync, then cycles of random changes, each followed by an
-/// incremental run: after each, every table equals the source.
+/// incremental job: after each, every table equals the source.
 async fn converges(db: Db, seed: u64) -> Result<()> {
     let fixture = Fixture::new(db, seed, Size::Small).await?;
-    let syncer = fixture.syncer(small_chunks());
-    let initial = syncer.run_initial(PRACTICE, &fixture.org).await?;
+    let worker = fixture.worker(small_chunks())?;
+    let initial = fixture.initial(&worker).await?;
+    let chunks = initial
+        .runs
+        .iter()
+        .filter(|r| r.kind == "initial_chunk")
+        .count();
     ensure!(
-        initial.complete,
-        "seed {seed}: initial sync incomplete: {:?}",
-        initial.failures
-    );
-    ensure!(
-        initial.chunks_planned > Resource::ALL.len() as u64,
-        "seed {seed}: the plan did not split anything"
+        chunks > Resource::ALL.len(),
+        "seed {seed}: the plan did not split anything ({chunks} chunk jobs)"
     );
     let landed = fixture
         .assert_converged(&format!("seed {seed} after the initial sync"))
         .await?;
     ensure!(landed > 1000, "seed {seed}: only {landed} records in scope");
-    let practice = fixture
-        .store
-        .store
-        .get_practice(PRACTICE)
-        .await?
-        .context("practice vanished")?;
-    ensure!(
-        practice.status == store::PracticeStatus::Active,
-        "seed {seed}: practice is {:?}",
-        practice.status
-    );
 
     for cycle in 0..3u64 {
         let changes = fixture
@@ -155,11 +217,13 @@ async fn converges(db: Db, seed: u64) -> Result<()> {
             changes.created.len() + changes.updated.len() > 0,
             "seed {seed}: nothing changed"
         );
-        let run = syncer.run_incremental(PRACTICE, &fixture.org).await?;
+        let run = fixture.incremental(&worker).await?;
         ensure!(
-            run.status == RunStatus::Succeeded,
-            "seed {seed} cycle {cycle}: {:?}",
-            run.resources
+            run.kind == "incremental" && run.status == RunState::Succeeded,
+            "seed {seed} cycle {cycle}: {} {} {:?}",
+            run.kind,
+            run.status,
+            run.error_message
         );
         fixture
             .assert_converged(&format!("seed {seed} after cycle {cycle}"))
@@ -213,52 +277,44 @@ async fn page_requests(sim: &Sim) -> Result<HashMap<(String, String), u32>> {
     Ok(seen)
 }
 
-/// Failures at chosen pages: the chunk stops there, and the next run
-/// resumes after the last committed page. Every re-fetched page is one whose
-/// first fetch failed; nothing is lost or duplicated.
+/// Broken pages now and then, mid-chunk: each failed chunk job is retried
+/// and resumes after its last committed page. Every re-fetched page is one
+/// whose first fetch failed; nothing is lost or duplicated.
 async fn resumes_after_failures(db: Db, seed: u64) -> Result<()> {
     let fixture = Fixture::new(db, seed, Size::Small).await?;
-    let syncer = fixture.syncer(SyncConfig {
+    let worker = fixture.worker(SyncConfig {
         concurrency: 1,
         ..small_chunks()
-    });
-    // Plan first (its count calls are not pages), then break pages.
-    syncer.plan_initial(PRACTICE, &fixture.org).await?;
-    let mut injected = 0;
-    let mut runs = 0;
-    loop {
-        runs += 1;
-        ensure!(runs < 50, "seed {seed}: the initial sync does not finish");
-        // The first runs meet broken pages now and then, mid-chunk; later
-        // runs meet none and finish.
-        let faults = if runs <= 4 {
-            FaultConfig {
-                malformed_rate: 0.03,
-                truncated_rate: 0.03,
-                seed: Some(seed * 10 + runs),
+    })?;
+    fixture
+        .sim
+        .set_faults(
+            0,
+            &FaultConfig {
+                malformed_rate: 0.02,
+                truncated_rate: 0.02,
+                seed: Some(seed * 10),
                 ..FaultConfig::default()
-            }
-        } else {
-            FaultConfig::default()
-        };
-        fixture.sim.set_faults(0, &faults).await?;
-        let report = syncer.run_initial(PRACTICE, &fixture.org).await?;
-        ensure!(
-            report
-                .failures
-                .iter()
-                .all(|(_, e)| e.contains("unusable answer")),
-            "seed {seed}: unexpected failures {:?}",
-            report.failures
-        );
-        injected += report.failures.len() as u32;
-        if report.complete {
-            break;
-        }
-    }
+            },
+        )
+        .await?;
+    let initial = fixture.initial(&worker).await?;
+    // Only a chunk's failed page makes a page be fetched again.
+    let injected = initial
+        .runs
+        .iter()
+        .filter(|r| r.kind == "initial_chunk" && r.status == RunState::Retrying)
+        .inspect(|r| {
+            assert!(
+                r.error_class.as_deref() == Some("bad_payload"),
+                "unexpected failure {:?}",
+                r.error_message
+            )
+        })
+        .count() as u32;
     ensure!(
         injected >= 3,
-        "seed {seed}: only {injected} runs failed; the test proves little"
+        "seed {seed}: only {injected} chunk attempts failed; the test proves little"
     );
     fixture
         .assert_converged(&format!("seed {seed} after resuming"))
@@ -267,7 +323,7 @@ async fn resumes_after_failures(db: Db, seed: u64) -> Result<()> {
     let refetched: u32 = requests.values().map(|n| n - 1).sum();
     ensure!(
         refetched <= injected,
-        "seed {seed}: {refetched} page requests repeated, but only {injected} pages failed; committed pages were fetched again"
+        "seed {seed}: {refetched} page requests repeated, but only {injected} chunk attempts failed; committed pages were fetched again"
     );
     fixture.remove().await
 }
@@ -288,22 +344,28 @@ async fn a_failed_page_resumes_after_the_last_committed_page_on_sqlite() -> Resu
     Ok(())
 }
 
-/// The process dies (its future is dropped) after a random number of pages,
-/// again and again; every restart resumes. At most the pages in flight at
-/// each kill (one per concurrent chunk) are fetched twice.
+/// The process dies (the worker and its jobs are dropped) after a random
+/// number of pages, again and again; every restart resumes from what was
+/// committed (the messages come back when their visibility runs out). At
+/// most the pages in flight at each kill (one per concurrent chunk job) are
+/// fetched twice.
 async fn survives_kills(db: Db, seed: u64) -> Result<()> {
     let fixture = Fixture::new(db, seed, Size::Small).await?;
     let concurrency = 3u32;
     let pages = Arc::new(AtomicU64::new(0));
     let counter = pages.clone();
-    let syncer = fixture
-        .syncer(SyncConfig {
+    let syncer = Syncer::new(
+        fixture.store.store.clone(),
+        fixture.archive.clone(),
+        SyncConfig {
             concurrency: concurrency as usize,
             ..small_chunks()
-        })
-        .with_progress(move |_| {
-            counter.fetch_add(1, Ordering::SeqCst);
-        });
+        },
+    )
+    .with_progress(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    let worker = fixture.worker_with(syncer)?;
     let mut kills = 0u32;
     let mut rng = seed
         .wrapping_mul(6364136223846793005)
@@ -312,22 +374,26 @@ async fn survives_kills(db: Db, seed: u64) -> Result<()> {
         rng = rng
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let kill_after = pages.load(Ordering::SeqCst) + 3 + (rng >> 33) % 15;
-        let run = syncer.run_initial(PRACTICE, &fixture.org);
+        let kill_after = pages.load(Ordering::SeqCst) + 10 + (rng >> 33) % 30;
+        let run = fixture.sync(&worker);
         let watch = async {
             while pages.load(Ordering::SeqCst) < kill_after {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         };
         let finished = tokio::select! {
-            report = run => Some(report?),
+            synced = run => Some(synced?),
             () = watch => None,
         };
         match finished {
-            Some(report) if report.complete => break,
-            Some(report) => anyhow::bail!(
-                "seed {seed}: initial sync stopped without a kill: {:?}",
-                report.failures
+            Some(synced) if synced.practice.status == PracticeStatus::Active => break,
+            Some(synced) => anyhow::bail!(
+                "seed {seed}: the initial sync stopped without a kill: {:?}",
+                synced
+                    .runs
+                    .iter()
+                    .map(|r| (r.status, &r.error_message))
+                    .collect::<Vec<_>>()
             ),
             None => {
                 kills += 1;
@@ -369,12 +435,12 @@ async fn killed_initial_syncs_resume_without_loss_on_sqlite() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unchanged_practice_costs_one_call_per_resource() -> Result<()> {
     let fixture = Fixture::new(Db::Sqlite, 2, Size::Small).await?;
-    let syncer = fixture.syncer(small_chunks());
-    ensure!(syncer.run_initial(PRACTICE, &fixture.org).await?.complete);
-    syncer.run_incremental(PRACTICE, &fixture.org).await?;
+    let worker = fixture.worker(small_chunks())?;
+    fixture.initial(&worker).await?;
+    fixture.incremental(&worker).await?;
     fixture.sim.reset_counters().await?;
-    let run = syncer.run_incremental(PRACTICE, &fixture.org).await?;
-    ensure!(run.status == RunStatus::Succeeded);
+    let run = fixture.incremental(&worker).await?;
+    ensure!(run.status == RunState::Succeeded, "{run:?}");
     let counters = fixture.sim.counters(0).await?;
     for &resource in Resource::ALL {
         let calls = counters
@@ -397,8 +463,8 @@ async fn an_unchanged_practice_costs_one_call_per_resource() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_resource_does_not_stop_the_others() -> Result<()> {
     let fixture = Fixture::new(Db::Sqlite, 4, Size::Small).await?;
-    let syncer = fixture.syncer(small_chunks());
-    ensure!(syncer.run_initial(PRACTICE, &fixture.org).await?.complete);
+    let worker = fixture.worker(small_chunks())?;
+    fixture.initial(&worker).await?;
     fixture
         .sim
         .mutate(
@@ -430,23 +496,19 @@ async fn a_failing_resource_does_not_stop_the_others() -> Result<()> {
             },
         )
         .await?;
-    let run = syncer.run_incremental(PRACTICE, &fixture.org).await?;
-    ensure!(run.status == RunStatus::Partial, "{:?}", run.status);
-    let failed: Vec<(Resource, &str)> = run
+    let run = fixture.incremental(&worker).await?;
+    ensure!(run.status == RunState::Partial, "{:?}", run.status);
+    let failed: Vec<(&str, &str)> = run
         .resources
         .iter()
         .filter_map(|r| {
-            r.error
-                .as_ref()
-                .map(|(class, _)| (r.resource, class.as_str()))
+            r.error_class
+                .as_deref()
+                .map(|class| (r.resource.as_str(), class))
         })
         .collect();
     ensure!(
-        failed
-            == vec![
-                (Resource::Patients, "bad_payload"),
-                (Resource::Transactions, "not_offered")
-            ],
+        failed == vec![("patients", "bad_payload"), ("transactions", "not_offered")],
         "{failed:?}"
     );
     for &resource in Resource::ALL {
@@ -474,7 +536,7 @@ async fn a_failing_resource_does_not_stop_the_others() -> Result<()> {
     );
     // The next cycle, with the faults gone, catches up.
     fixture.sim.set_faults(0, &FaultConfig::default()).await?;
-    ensure!(syncer.run_incremental(PRACTICE, &fixture.org).await?.status == RunStatus::Succeeded);
+    ensure!(fixture.incremental(&worker).await?.status == RunState::Succeeded);
     fixture.assert_converged("after the faults cleared").await?;
     fixture.remove().await
 }
@@ -482,8 +544,8 @@ async fn a_failing_resource_does_not_stop_the_others() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_rebuilds_the_tables_without_an_api_call() -> Result<()> {
     let fixture = Fixture::new(Db::Postgres, 6, Size::Small).await?;
-    let syncer = fixture.syncer(small_chunks());
-    ensure!(syncer.run_initial(PRACTICE, &fixture.org).await?.complete);
+    let worker = fixture.worker(small_chunks())?;
+    fixture.initial(&worker).await?;
     fixture
         .sim
         .mutate(
@@ -497,7 +559,7 @@ async fn replay_rebuilds_the_tables_without_an_api_call() -> Result<()> {
             },
         )
         .await?;
-    ensure!(syncer.run_incremental(PRACTICE, &fixture.org).await?.status == RunStatus::Succeeded);
+    ensure!(fixture.incremental(&worker).await?.status == RunState::Succeeded);
 
     // A second, empty database rebuilt from the archive alone.
     let rebuilt = TestStore::new(Db::Postgres).await?;
@@ -543,8 +605,8 @@ async fn replay_rebuilds_the_tables_without_an_api_call() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_or_removed_practice_is_not_synced_and_keeps_its_rows() -> Result<()> {
     let fixture = Fixture::new(Db::Sqlite, 10, Size::Small).await?;
-    let syncer = fixture.syncer(small_chunks());
-    ensure!(syncer.run_initial(PRACTICE, &fixture.org).await?.complete);
+    let worker = fixture.worker(small_chunks())?;
+    fixture.initial(&worker).await?;
     fixture
         .sim
         .mutate(
@@ -558,24 +620,20 @@ async fn a_paused_or_removed_practice_is_not_synced_and_keeps_its_rows() -> Resu
             },
         )
         .await?;
-    for status in [
-        store::PracticeStatus::Paused,
-        store::PracticeStatus::Removed,
-    ] {
+    for status in [PracticeStatus::Paused, PracticeStatus::Removed] {
         fixture
             .store
             .store
             .set_practice_status(PRACTICE, status, Some("by the test"))
             .await?;
         fixture.sim.reset_counters().await?;
-        let refused = syncer.run_incremental(PRACTICE, &fixture.org).await;
+        let refused = fixture.sync(&worker).await;
         ensure!(
-            matches!(refused, Err(worker::SyncError::NotSyncable { .. })),
+            refused
+                .as_ref()
+                .err()
+                .is_some_and(|e| e.to_string().contains(status.as_str())),
             "{status}: {refused:?}"
-        );
-        ensure!(
-            syncer.run_initial(PRACTICE, &fixture.org).await.is_err(),
-            "{status}: initial sync ran"
         );
         let counters = fixture.sim.counters(0).await?;
         ensure!(

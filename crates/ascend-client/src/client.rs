@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 use url::Url;
 
+use crate::Resource;
 use crate::config::{ClientConfig, Connection, check_endpoint};
 use crate::error::{AuthFailure, ClientError, body_message};
 use crate::http::{BodyError, location, read_body, read_error_body, retry_after};
@@ -21,7 +22,6 @@ use crate::ids::OrganizationId;
 use crate::page::Page;
 use crate::pager::{KeysetPager, OffsetPager};
 use crate::query::{Cursor, Filter, ListQuery, effective_page_size, list_url};
-use crate::resource::Resource;
 use crate::retry;
 use crate::token::{FetchContext, TokenCache};
 
@@ -361,7 +361,7 @@ impl OrgClient {
                     resource = %resource,
                     cursor = %cursor,
                     attempts = attempts.load(Ordering::Relaxed),
-                    class = error.class(),
+                    class = error.class().as_str(),
                     error = %error,
                     "call failed"
                 );

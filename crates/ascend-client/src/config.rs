@@ -237,7 +237,7 @@ mod tests {
         ] {
             assert!(check(url, true).is_ok(), "{url}");
             let error = check(url, false).expect_err("refused without opt-in");
-            assert_eq!(error.class(), "config");
+            assert_eq!(error.class().as_str(), "config");
             assert!(error.to_string().contains("https only"), "{error}");
         }
     }
@@ -302,7 +302,7 @@ mod tests {
         ];
         for config in bad {
             assert_eq!(
-                config.validate().expect_err("invalid").class(),
+                config.validate().expect_err("invalid").class().as_str(),
                 "config",
                 "{config:?}"
             );

@@ -5,9 +5,10 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::Resource;
 use crate::ids::OrganizationId;
 use crate::query::Cursor;
-use crate::resource::Resource;
+use model::ErrorClass;
 
 /// Longest server-provided message kept in an error, in characters.
 pub(crate) const MAX_MESSAGE_CHARS: usize = 300;
@@ -164,15 +165,15 @@ impl ClientError {
     /// A short stable label for the variant, for history rows and metrics:
     /// `auth`, `rate_limited`, `transient`, `not_offered`, `bad_payload`,
     /// `rejected` or `config`.
-    pub fn class(&self) -> &'static str {
+    pub fn class(&self) -> ErrorClass {
         match self {
-            ClientError::Auth { .. } => "auth",
-            ClientError::RateLimited { .. } => "rate_limited",
-            ClientError::Transient { .. } => "transient",
-            ClientError::NotOffered { .. } => "not_offered",
-            ClientError::BadPayload { .. } => "bad_payload",
-            ClientError::Rejected { .. } => "rejected",
-            ClientError::Config { .. } => "config",
+            ClientError::Auth { .. } => ErrorClass::Auth,
+            ClientError::RateLimited { .. } => ErrorClass::RateLimited,
+            ClientError::Transient { .. } => ErrorClass::Transient,
+            ClientError::NotOffered { .. } => ErrorClass::NotOffered,
+            ClientError::BadPayload { .. } => ErrorClass::BadPayload,
+            ClientError::Rejected { .. } => ErrorClass::Rejected,
+            ClientError::Config { .. } => ErrorClass::Config,
         }
     }
 
@@ -328,7 +329,7 @@ mod tests {
             (ClientError::config("x"), "config", false),
         ];
         for (error, class, retryable) in cases {
-            assert_eq!(error.class(), class);
+            assert_eq!(error.class().as_str(), class);
             assert_eq!(error.is_retryable(), retryable, "{error}");
         }
     }

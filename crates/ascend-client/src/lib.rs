@@ -39,7 +39,7 @@ mod ids;
 mod page;
 mod pager;
 mod query;
-mod resource;
+
 mod retry;
 mod token;
 
@@ -50,10 +50,10 @@ pub use client::{AscendClient, OrgClient, Stats};
 pub use config::{ClientConfig, Connection, InsecureLoopback};
 pub use error::{AuthFailure, ClientError};
 pub use ids::{AscendId, OrganizationId, ParseError};
+pub use model::{ErrorClass, Resource};
 pub use page::{Page, Record};
 pub use pager::{KeysetPager, OffsetPager};
 pub use query::{Cursor, Filter, FilterValue, ListQuery, MAX_PAGE_SIZE, format_timestamp};
-pub use resource::Resource;
 
 /// Re-exported so that callers can build a [`Connection`].
 pub use secrecy::SecretString;

@@ -10,10 +10,10 @@ use serde_json::value::RawValue;
 use time::format_description::well_known::{Iso8601, Rfc3339};
 use time::{OffsetDateTime, PrimitiveDateTime};
 
+use crate::Resource;
 use crate::error::{ClientError, shorten};
 use crate::ids::AscendId;
 use crate::query::Cursor;
-use crate::resource::Resource;
 
 /// One record of a list: its id, its `lastModified` and the whole record as
 /// the API sent it (unknown fields included).

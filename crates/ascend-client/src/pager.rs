@@ -1,12 +1,12 @@
 //! Paging through a resource one page at a time, so that a resource is never
 //! held whole in memory.
 
+use crate::Resource;
 use crate::client::OrgClient;
 use crate::error::ClientError;
 use crate::ids::AscendId;
 use crate::page::Page;
 use crate::query::{Cursor, ListQuery, effective_page_size};
-use crate::resource::Resource;
 
 /// Whether a page is full, i.e. whether there may be more after it: it holds
 /// as many records as were asked for, or as the server said it serves per
@@ -209,7 +209,7 @@ mod tests {
         assert!(check_ascending(&page(&[], None), Some(AscendId(4))).is_ok());
         let error = check_ascending(&page(&[4, 5], None), Some(AscendId(4)))
             .expect_err("not after the cursor");
-        assert_eq!(error.class(), "bad_payload");
+        assert_eq!(error.class().as_str(), "bad_payload");
         let error = check_ascending(&page(&[5, 7, 6], None), None).expect_err("descending");
         assert!(
             error.to_string().contains("record #2 has id 6 after id 7"),

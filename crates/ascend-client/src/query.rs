@@ -8,9 +8,9 @@ use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 use url::Url;
 
+use crate::Resource;
 use crate::error::ClientError;
 use crate::ids::AscendId;
-use crate::resource::Resource;
 
 /// The largest page size the API accepts (assumed).
 pub const MAX_PAGE_SIZE: u32 = 500;
@@ -445,12 +445,12 @@ mod tests {
         for field in ["", "a..b", ".a", "a.", "a b", "a==b", "a,b"] {
             let filter = Filter::new().eq(field, "v");
             let error = filter.encode().expect_err("invalid field");
-            assert_eq!(error.class(), "config", "{field:?}");
+            assert_eq!(error.class().as_str(), "config", "{field:?}");
             let error = Filter::new()
                 .is_in(field, ["v"])
                 .encode()
                 .expect_err("invalid field");
-            assert_eq!(error.class(), "config", "{field:?}");
+            assert_eq!(error.class().as_str(), "config", "{field:?}");
         }
         let filter = Filter::new()
             .eq("ok", 1u64)

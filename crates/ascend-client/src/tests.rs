@@ -452,7 +452,7 @@ async fn retries_are_bounded() {
         ),
         "{error}"
     );
-    assert_eq!(error.class(), "transient");
+    assert_eq!(error.class().as_str(), "transient");
     assert_eq!(stub.api_requests().len(), 3);
 }
 
@@ -525,7 +525,7 @@ async fn redirects_are_not_followed() {
         .fetch_page(Resource::Patients, &ListQuery::new(), &Cursor::Start)
         .await
         .expect_err("302");
-    assert_eq!(error.class(), "config", "{error}");
+    assert_eq!(error.class().as_str(), "config", "{error}");
     assert!(error.to_string().contains("elsewhere.example"), "{error}");
     assert_eq!(stub.api_requests().len(), 1);
 }
@@ -775,7 +775,7 @@ async fn keyset_paging_refuses_ids_that_do_not_ascend() {
     let org = org_for(&stub).await;
     let mut pager = org.keyset(Resource::Patients, ListQuery::new().with_page_size(2), None);
     let error = pager.next_page().await.expect_err("out of order");
-    assert_eq!(error.class(), "bad_payload");
+    assert_eq!(error.class().as_str(), "bad_payload");
 }
 
 #[tokio::test]
@@ -822,7 +822,7 @@ async fn count_without_a_total_is_bad_payload() {
         .count(Resource::Patients, &Filter::new())
         .await
         .expect_err("no total");
-    assert_eq!(error.class(), "bad_payload");
+    assert_eq!(error.class().as_str(), "bad_payload");
 }
 
 #[tokio::test]
@@ -832,7 +832,7 @@ async fn endpoints_are_checked_when_connecting() {
     let error = strict
         .connect(stub.connection())
         .expect_err("http refused by default");
-    assert_eq!(error.class(), "config");
+    assert_eq!(error.class().as_str(), "config");
 
     let lenient = AscendClient::new(test_config()).expect("client");
     let mut remote = stub.connection();
@@ -841,7 +841,8 @@ async fn endpoints_are_checked_when_connecting() {
         lenient
             .connect(remote)
             .expect_err("http to a remote host")
-            .class(),
+            .class()
+            .as_str(),
         "config"
     );
     let mut remote_token = stub.connection();
@@ -851,7 +852,8 @@ async fn endpoints_are_checked_when_connecting() {
         lenient
             .connect(remote_token)
             .expect_err("http to a remote host")
-            .class(),
+            .class()
+            .as_str(),
         "config"
     );
     let https = Connection {
@@ -872,7 +874,7 @@ async fn a_bad_filter_fails_before_any_call() {
         .fetch_page(Resource::Patients, &query, &Cursor::Start)
         .await
         .expect_err("bad filter");
-    assert_eq!(error.class(), "config");
+    assert_eq!(error.class().as_str(), "config");
     assert!(stub.requests().is_empty());
 }
 

@@ -25,22 +25,20 @@ use anyhow::{Context, Result, bail};
 use ascend_client::{AscendClient, ClientConfig, InsecureLoopback, Resource};
 use ascend_sim::{MutateRequest, OrgInfo, SimConfig, Size};
 use clap::Args;
+use control::{Connector, NewConnection, force_sync};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use queue::job::Trigger;
-use queue::{DbQueue, Queue, QueueSettings};
+use queue::{DbQueue, Queue, QueueSettings, Trigger};
 use scheduler::{Scheduler, SchedulerConfig};
 use secrecy::SecretString;
 use store::{HistoryQuery, NewPractice, PracticeStatus, RunRecord, RunState, Store};
 use sync_core::Scope;
 use time::OffsetDateTime;
 use tokio::sync::watch;
-use vault::{AscendCredentials, LocalVault, Vault};
-use worker::credentials::{VaultCredentials, to_stored};
-use worker::jobs::{Worker, WorkerConfig, force_sync};
+use vault::{LocalVault, Vault};
+use worker::credentials::VaultCredentials;
+use worker::jobs::{Worker, WorkerConfig};
 use worker::verify::{SourceRecord, compare};
 use worker::{SyncConfig, Syncer};
-
-use crate::connect::connection;
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -104,14 +102,18 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let client = AscendClient::new(config)?;
 
     let key_file = args.data_dir.join("master.key");
-    let credentials = VaultCredentials::new(
-        store.clone(),
-        Vault::Local(LocalVault::open(&key_file).context("cannot open the demo's master key")?),
-    );
+    let vault =
+        Vault::Local(LocalVault::open(&key_file).context("cannot open the demo's master key")?);
+    let connector = Connector {
+        store: store.clone(),
+        vault: vault.clone(),
+        client: client.clone(),
+    };
     let mut practices = Vec::new();
     for (index, info) in sim.orgs().iter().enumerate() {
-        practices.push(register(&store, &client, &credentials, index, info).await?);
+        practices.push(register(&connector, index, info).await?);
     }
+    let credentials = VaultCredentials::new(store.clone(), vault);
     println!(
         "connected {} practices; their credentials are sealed with {} (mode 0600)",
         practices.len(),
@@ -353,55 +355,34 @@ async fn synced_since(
 const FORCE_CLAIM: Duration = Duration::from_secs(600);
 const CYCLE_LIMIT: Duration = Duration::from_secs(120);
 
-/// Connects organization `index`'s first location as a practice: proved,
-/// sealed and stored (the worker opens it from the store for each job).
-async fn register(
-    store: &Store,
-    client: &AscendClient,
-    credentials: &VaultCredentials,
-    index: usize,
-    info: &OrgInfo,
-) -> Result<DemoPractice> {
-    client
-        .connect(connection(
-            &info.organization_id,
-            info.client_id.clone(),
-            SecretString::from(info.client_secret.clone()),
-            &info.api_base,
-            &info.token_url,
-        )?)?
-        .probe()
-        .await
-        .context("the organization's credentials do not work")?;
+/// Connects organization `index`'s first location as a practice, as
+/// `practice add` does: proved, sealed and stored (the worker opens it from
+/// the store for each job).
+async fn register(with: &Connector, index: usize, info: &OrgInfo) -> Result<DemoPractice> {
     let location: u64 = info
         .location_ids
         .first()
         .context("an organization without locations")?
         .parse()?;
     let practice_id = format!("practice-{}", index + 1);
-    let sealed = credentials
-        .vault()
-        .seal_credentials(
-            &practice_id,
-            &AscendCredentials {
-                client_id: SecretString::from(info.client_id.clone()),
-                client_secret: SecretString::from(info.client_secret.clone()),
-            },
-        )
-        .await?;
-    store
-        .connect_practice(
-            &NewPractice {
+    control::connect(
+        with,
+        NewConnection {
+            practice: NewPractice {
                 practice_id: practice_id.clone(),
                 organization_id: info.organization_id.clone(),
                 location_id: location as i64,
                 api_base: info.api_base.clone(),
                 sync_interval_minutes: 2,
             },
-            &to_stored(sealed, &info.token_url),
-            "demo",
-        )
-        .await?;
+            token_url: info.token_url.clone(),
+            client_id: info.client_id.clone(),
+            client_secret: SecretString::from(info.client_secret.clone()),
+        },
+        "demo",
+    )
+    .await
+    .context("the organization's credentials do not work")?;
     Ok(DemoPractice {
         practice_id,
         org_index: index,

@@ -12,18 +12,17 @@ use std::path::PathBuf;
 
 use access::{Gate, Principal, Role};
 use anyhow::{Context, Result, bail};
-use ascend_client::{ClientError, Connection};
 use clap::{Args, Subcommand};
+use control::{Connector, NewConnection};
 use secrecy::{ExposeSecret, SecretString};
 use store::{
-    AuditEntry, AuditOutcome, DEFAULT_SYNC_INTERVAL_MINUTES, NewPractice, Practice,
-    SYNC_INTERVALS_MINUTES, Store,
+    AuditEntry, AuditOutcome, DEFAULT_SYNC_INTERVAL_MINUTES, NewPractice, Practice, Store,
 };
-use vault::{AscendCredentials, KmsConfig, KmsVault, LocalVault, Purpose, SealContext, Vault};
-use worker::credentials::{Credentials, VaultCredentials, to_sealed, to_stored};
+use vault::{KmsConfig, KmsVault, LocalVault, Purpose, SealContext, Vault};
+use worker::credentials::to_sealed;
 use zeroize::Zeroizing;
 
-use crate::connect::{ClientArgs, connection};
+use crate::connect::ClientArgs;
 use crate::runtime::StoreArgs;
 
 /// Ascend's production API base.
@@ -212,37 +211,6 @@ fn secret_from_stdin() -> Result<SecretString> {
     Ok(SecretString::from(secret))
 }
 
-/// One cheap call with `connection`; on failure the audit log says so and
-/// the error names what a person must do.
-async fn prove(
-    store: &Store,
-    client: &ClientArgs,
-    connection: Connection,
-    who: &Principal,
-    action: &str,
-    practice_id: &str,
-) -> Result<()> {
-    let org = client.client()?.connect(connection)?;
-    if let Err(error) = org.probe().await {
-        store
-            .record_audit(&AuditEntry {
-                actor: who.actor.clone(),
-                action: action.to_owned(),
-                practice_id: Some(practice_id.to_owned()),
-                outcome: AuditOutcome::Failed,
-                detail: Some(error.to_string()),
-            })
-            .await
-            .context("cannot write the audit log")?;
-        let what = match &error {
-            ClientError::Auth { .. } => "Ascend refused the connection; nothing was saved",
-            _ => "the proving call failed; nothing was saved",
-        };
-        return Err(anyhow::Error::new(error).context(what));
-    }
-    Ok(())
-}
-
 pub async fn practice(args: PracticeArgs) -> Result<()> {
     let store = args.store.open().await?;
     let who = operator(args.actor.as_deref());
@@ -250,7 +218,7 @@ pub async fn practice(args: PracticeArgs) -> Result<()> {
         PracticeAction::Add(add) => add_practice(&store, &who, add).await,
         PracticeAction::RotateCredentials(rotate) => rotate_credentials(&store, &who, rotate).await,
         PracticeAction::Disable(p) => {
-            let practice = store.disable_practice(&p.practice_id, &who.actor).await?;
+            let practice = control::disable(&store, &p.practice_id, &who.actor).await?;
             print_practice("disabled", &practice);
             Ok(())
         }
@@ -263,9 +231,7 @@ pub async fn practice(args: PracticeArgs) -> Result<()> {
                     remove.practice_id
                 );
             }
-            let practice = store
-                .remove_practice(&remove.practice_id, &who.actor)
-                .await?;
+            let practice = control::remove(&store, &remove.practice_id, &who.actor).await?;
             print_practice("removed", &practice);
             Ok(())
         }
@@ -292,147 +258,56 @@ pub async fn practice(args: PracticeArgs) -> Result<()> {
     result
 }
 
-/// What `add` and `rotate-credentials` prove, then seal.
-struct NewCredentials<'a> {
-    practice_id: &'a str,
-    organization_id: &'a str,
-    api_base: &'a str,
-    token_url: &'a str,
-    client_id: String,
-    client_secret: SecretString,
-}
-
-/// Proves `new` with one call (audited as `action` if refused), then seals
-/// it with the vault: the store's form, not yet stored.
-async fn prove_and_seal(
-    store: &Store,
-    vault: &VaultArgs,
-    client: &ClientArgs,
-    who: &Principal,
-    action: &str,
-    new: NewCredentials<'_>,
-) -> Result<store::SealedCredentials> {
-    let vault = vault.open().await?;
-    let conn = connection(
-        new.organization_id,
-        new.client_id.clone(),
-        new.client_secret.clone(),
-        new.api_base,
-        new.token_url,
-    )?;
-    prove(store, client, conn, who, action, new.practice_id).await?;
-    let credentials = AscendCredentials {
-        client_id: SecretString::from(new.client_id),
-        client_secret: new.client_secret,
-    };
-    let sealed = vault
-        .seal_credentials(new.practice_id, &credentials)
-        .await
-        .context("cannot seal the credentials; nothing was saved")?;
-    Ok(to_stored(sealed, new.token_url))
+/// What proves and seals credentials: the store, the vault and a client.
+async fn connector(store: &Store, vault: &VaultArgs, client: &ClientArgs) -> Result<Connector> {
+    Ok(Connector {
+        store: store.clone(),
+        vault: vault.open().await?,
+        client: client.client()?,
+    })
 }
 
 async fn add_practice(store: &Store, who: &Principal, args: AddArgs) -> Result<()> {
-    if !SYNC_INTERVALS_MINUTES.contains(&args.interval) {
-        bail!(
-            "--interval {} is not offered: choose one of {SYNC_INTERVALS_MINUTES:?} minutes",
-            args.interval
-        );
-    }
-    if args.practice_id.trim().is_empty() {
-        bail!("--practice-id must not be empty");
-    }
-    let sealed = prove_and_seal(
-        store,
-        &args.vault,
-        &args.client,
-        who,
-        "practice.add",
-        NewCredentials {
-            practice_id: &args.practice_id,
-            organization_id: &args.organization_id,
-            api_base: &args.api_base,
-            token_url: &args.token_url,
-            client_id: args.client_id.clone(),
-            client_secret: secret_from_stdin()?,
-        },
-    )
-    .await?;
-    let practice = store
-        .connect_practice(
-            &NewPractice {
+    let with = connector(store, &args.vault, &args.client).await?;
+    let practice = control::connect(
+        &with,
+        NewConnection {
+            practice: NewPractice {
                 practice_id: args.practice_id,
                 organization_id: args.organization_id,
                 location_id: args.location_id,
                 api_base: args.api_base,
                 sync_interval_minutes: args.interval,
             },
-            &sealed,
-            &who.actor,
-        )
-        .await?;
+            token_url: args.token_url,
+            client_id: args.client_id,
+            client_secret: secret_from_stdin()?,
+        },
+        &who.actor,
+    )
+    .await?;
     print_practice("connected", &practice);
     Ok(())
 }
 
 async fn rotate_credentials(store: &Store, who: &Principal, args: RotateArgs) -> Result<()> {
-    let practice = store
-        .get_practice(&args.practice_id)
-        .await?
-        .with_context(|| format!("practice {:?} is not registered", args.practice_id))?;
-    let token_url = match args.token_url {
-        Some(url) => url,
-        None => store
-            .practice_credentials(&args.practice_id)
-            .await?
-            .map(|c| c.token_url)
-            .unwrap_or_else(|| DEFAULT_TOKEN_URL.to_owned()),
-    };
-    let sealed = prove_and_seal(
-        store,
-        &args.vault,
-        &args.client,
-        who,
-        "practice.rotate-credentials",
-        NewCredentials {
-            practice_id: &args.practice_id,
-            organization_id: &practice.organization_id,
-            api_base: &practice.api_base,
-            token_url: &token_url,
-            client_id: args.client_id,
-            client_secret: secret_from_stdin()?,
-        },
+    let with = connector(store, &args.vault, &args.client).await?;
+    let practice = control::rotate_credentials(
+        &with,
+        &args.practice_id,
+        args.token_url.as_deref(),
+        args.client_id,
+        secret_from_stdin()?,
+        &who.actor,
     )
     .await?;
-    let practice = store
-        .replace_credentials(&args.practice_id, &sealed, &who.actor)
-        .await?;
     print_practice("credentials replaced", &practice);
     Ok(())
 }
 
 async fn enable_practice(store: &Store, who: &Principal, args: EnableArgs) -> Result<()> {
-    let practice = store
-        .get_practice(&args.practice_id)
-        .await?
-        .with_context(|| format!("practice {:?} is not registered", args.practice_id))?;
-    if practice.status == store::PracticeStatus::AuthFailed {
-        // Its credentials failed: prove them again before resuming.
-        let vault = args.vault.open().await?;
-        let conn = VaultCredentials::new(store.clone(), vault)
-            .connection(&practice)
-            .await?;
-        prove(
-            store,
-            &args.client,
-            conn,
-            who,
-            "practice.enable",
-            &args.practice_id,
-        )
-        .await?;
-    }
-    let practice = store.enable_practice(&args.practice_id, &who.actor).await?;
+    let with = connector(store, &args.vault, &args.client).await?;
+    let practice = control::enable(&with, &args.practice_id, &who.actor).await?;
     print_practice("enabled", &practice);
     Ok(())
 }

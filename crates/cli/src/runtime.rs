@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use queue::job::{Job, Trigger};
 use queue::{DbQueue, Queue, QueueSettings, RedriveSelector, SqsConfig, SqsQueue};
+use queue::{Job, Trigger};
 use scheduler::{Scheduler, SchedulerConfig};
 use store::{ForceDecision, Store};
 use tokio::sync::watch;
@@ -274,7 +274,7 @@ pub struct ForceArgs {
 pub async fn force(args: ForceArgs) -> Result<()> {
     let store = args.store.open().await?;
     let queue = args.queue.open(&store).await?;
-    let decision = worker::jobs::force_sync(
+    let decision = control::force_sync(
         &store,
         &queue,
         &args.practice_id,
@@ -290,6 +290,12 @@ pub async fn force(args: ForceArgs) -> Result<()> {
         ForceDecision::AlreadyQueued { job_id } => {
             println!(
                 "a Force Sync Now of this practice is queued (job {job_id}); it serves this request"
+            )
+        }
+        ForceDecision::InitialSyncRunning { job_id } => {
+            println!(
+                "the practice's initial sync is running (job {job_id}); it serves this request, \
+                 its claim raised"
             )
         }
         ForceDecision::AlreadyRunning { since } => {
@@ -353,9 +359,9 @@ pub async fn dlq(args: DlqArgs) -> Result<()> {
                 let job = Job::decode(&letter.body);
                 let (practice, kind, job_id) = match &job {
                     Ok(job) => (
-                        job.practice_id.clone(),
-                        job.kind.as_str().to_owned(),
-                        Some(job.job_id.clone()),
+                        job.practice_id().to_owned(),
+                        job.kind().as_str().to_owned(),
+                        Some(job.job_id().to_owned()),
                     ),
                     Err(_) => ("?".to_owned(), "unreadable".to_owned(), None),
                 };

@@ -1,17 +1,23 @@
 //! `ascend-sync sync`: one practice's sync, run by hand. Registers the
 //! practice if the store does not know it, runs (or resumes) its initial
-//! sync, then one incremental cycle, and reports what it did.
+//! sync, then one incremental cycle, and reports what it did. Both run as
+//! the jobs production runs (plan, chunks, incremental), on the store's
+//! database queue with a worker in this process.
 //!
 //! A by-hand tool: credentials come from a file (the line `ascend-sync sim`
 //! prints) and are not stored, so scheduled workers cannot sync a practice
 //! it registered until `ascend-sync practice add` connects it.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use store::{NewPractice, Store};
+use queue::{DbQueue, Queue, QueueSettings};
+use store::{NewPractice, PracticeStatus, Store};
+use worker::credentials::FixedCredentials;
+use worker::jobs::{Worker, WorkerConfig};
 use worker::{SyncConfig, Syncer};
 
 use crate::connect::{ClientArgs, read_credentials_file};
@@ -50,9 +56,9 @@ pub async fn run(args: SyncArgs) -> Result<()> {
         .context("cannot connect to the database")?;
     store.migrate().await.context("migrations failed")?;
     let archive = args.archive.open().await?;
-    let org = args.client.client()?.connect(connection)?;
+    let client = args.client.client()?;
     if store.get_practice(&args.practice_id).await?.is_none() {
-        org.probe().await.context(
+        client.connect(connection.clone())?.probe().await.context(
             "the credentials, the Organization-ID or the vendor's enablement do not work",
         )?;
         store
@@ -65,6 +71,9 @@ pub async fn run(args: SyncArgs) -> Result<()> {
             })
             .await?;
     }
+    // The jobs production runs, on the database queue of this store, with a
+    // worker in this process that uses the file's credentials.
+    let queue = Queue::from(DbQueue::new(store.clone(), QueueSettings::default()));
     let syncer = Syncer::new(
         store.clone(),
         archive,
@@ -73,18 +82,35 @@ pub async fn run(args: SyncArgs) -> Result<()> {
             ..SyncConfig::default()
         },
     );
+    let worker = Worker::new(
+        syncer,
+        queue.clone(),
+        client,
+        Arc::new(FixedCredentials(connection)),
+        WorkerConfig {
+            concurrency: args.concurrency,
+            receive_wait: Duration::from_millis(250),
+            first_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(10),
+            ..WorkerConfig::default()
+        },
+    );
+    let limit = Duration::from_secs(24 * 3600);
 
     let started = Instant::now();
-    let initial = syncer.run_initial(&args.practice_id, &org).await?;
+    let initial = control::sync_and_wait(&store, &queue, &worker, &args.practice_id, limit).await?;
     let secs = started.elapsed().as_secs_f64().max(1e-9);
+    let chunks = initial
+        .runs
+        .iter()
+        .filter(|r| r.kind == "initial_chunk")
+        .count();
     println!(
-        "initial sync: {} chunks planned ({} count calls), {} run, {} records fetched, {} written in {secs:.2} s: {:.0} records/s",
-        initial.chunks_planned,
-        initial.count_calls,
-        initial.chunks_run,
-        initial.fetched,
-        initial.written,
-        initial.fetched as f64 / secs
+        "initial sync: {chunks} chunk jobs, {} attempts, {} records fetched, {} API calls in {secs:.2} s: {:.0} records/s",
+        initial.runs.len(),
+        initial.fetched(),
+        initial.api_calls(),
+        initial.fetched() as f64 / secs
     );
     if let Some(peak) = crate::peak_rss_bytes() {
         println!(
@@ -92,17 +118,24 @@ pub async fn run(args: SyncArgs) -> Result<()> {
             peak as f64 / 1_048_576.0
         );
     }
-    if !initial.complete {
-        bail!("the initial sync is not complete: {:?}", initial.failures);
+    if initial.practice.status != PracticeStatus::Active {
+        bail!(
+            "the initial sync is not complete: the practice is {}; see `ascend-sync history --practice {}`",
+            initial.practice.status,
+            args.practice_id
+        );
     }
-    let calls_before = org.stats().calls;
-    let run = syncer.run_incremental(&args.practice_id, &org).await?;
+    let cycle = control::sync_and_wait(&store, &queue, &worker, &args.practice_id, limit).await?;
+    let last = cycle
+        .runs
+        .last()
+        .context("the incremental cycle left no run in history")?;
     println!(
-        "incremental cycle: {:?}, {} records fetched, {} API calls for {} resources",
-        run.status,
-        run.fetched(),
-        org.stats().calls - calls_before,
-        run.resources.len()
+        "incremental cycle: {}, {} records fetched, {} API calls for {} resources",
+        last.status,
+        cycle.fetched(),
+        cycle.api_calls(),
+        last.resources.len()
     );
     store.close().await;
     Ok(())

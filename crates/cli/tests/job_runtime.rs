@@ -21,8 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use ascend_client::Resource;
 use ascend_sim::{FaultConfig, MutateRequest, SimConfig, Size};
-use queue::job::{Job, Trigger};
-use queue::{DbQueue, Lane, Outgoing, Queue, QueueSettings, SqsQueue};
+use queue::{DbQueue, Job, Lane, Outgoing, Queue, QueueSettings, SqsQueue, Trigger};
 use scheduler::{Scheduler, SchedulerConfig};
 use store::{ForceDecision, HistoryQuery, NewPractice, PracticeStatus, RunRecord, RunState, Store};
 use sync_core::Scope;
@@ -31,7 +30,7 @@ use system_tests::{
 };
 use time::OffsetDateTime;
 use tokio::sync::watch;
-use worker::credentials::{VaultCredentials, to_stored};
+use worker::credentials::VaultCredentials;
 use worker::jobs::{Worker, WorkerConfig};
 use worker::{SyncConfig, Syncer};
 
@@ -184,29 +183,28 @@ impl Env {
                 info.location_ids[(nth - 1) % info.location_ids.len()].parse()?
             };
             let practice_id = format!("practice-{i:03}");
-            let sealed = self
-                .vault
-                .seal_credentials(
-                    &practice_id,
-                    &vault::AscendCredentials {
-                        client_id: info.client_id.clone().into(),
-                        client_secret: info.client_secret.clone().into(),
-                    },
-                )
-                .await?;
-            self.store()
-                .connect_practice(
-                    &NewPractice {
+            let with = control::Connector {
+                store: self.store().clone(),
+                vault: self.vault.clone(),
+                client: test_client(2000)?,
+            };
+            control::connect(
+                &with,
+                control::NewConnection {
+                    practice: NewPractice {
                         practice_id: practice_id.clone(),
                         organization_id: info.organization_id.clone(),
                         location_id: location as i64,
                         api_base: info.api_base.clone(),
                         sync_interval_minutes: 15,
                     },
-                    &to_stored(sealed, &info.token_url),
-                    "test",
-                )
-                .await?;
+                    token_url: info.token_url.clone(),
+                    client_id: info.client_id.clone(),
+                    client_secret: info.client_secret.clone().into(),
+                },
+                "test",
+            )
+            .await?;
             self.practices.push((
                 practice_id,
                 org,
@@ -783,7 +781,7 @@ async fn sigterm_releases_running_jobs_within_the_grace(kind: Kind) -> Result<()
     for job_id in &released {
         let delivery = seen
             .iter()
-            .find(|d| Job::decode(&d.body).is_ok_and(|j| &j.job_id == job_id))
+            .find(|d| Job::decode(&d.body).is_ok_and(|j| j.job_id() == job_id))
             .with_context(|| format!("released job {job_id} is not receivable at once"))?;
         ensure!(
             delivery.receive_count >= 2,
@@ -841,7 +839,7 @@ async fn force_sync_goes_first_and_folds_into_a_running_sync(kind: Kind) -> Resu
     let tick = env.scheduler("s").tick(OffsetDateTime::now_utc()).await?;
     ensure!(tick.enqueued == N as u64);
     let forced = env.practices[N - 1].0.clone();
-    let decision = worker::jobs::force_sync(
+    let decision = control::force_sync(
         env.store(),
         &env.queue,
         &forced,
@@ -853,7 +851,7 @@ async fn force_sync_goes_first_and_folds_into_a_running_sync(kind: Kind) -> Resu
         bail!("force was not enqueued: {decision:?}");
     };
     // A second click while it is queued folds into it.
-    let again = worker::jobs::force_sync(
+    let again = control::force_sync(
         env.store(),
         &env.queue,
         &forced,
@@ -917,7 +915,7 @@ async fn force_sync_goes_first_and_folds_into_a_running_sync(kind: Kind) -> Resu
             .await?
     );
     let queued_before = env.queue.depth().await?;
-    let running = worker::jobs::force_sync(
+    let running = control::force_sync(
         env.store(),
         &env.queue,
         &forced,

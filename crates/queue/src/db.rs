@@ -23,12 +23,12 @@
 
 use std::time::Duration;
 
-use store::{NewQueueMessage, ReceiptOutcome, Store};
+use store::{ReceiptOutcome, Store};
 use tokio::time::Instant;
 
 use crate::{
-    DeadLetter, Delivery, Depth, Lane, Outgoing, QueueError, QueueSettings, RedriveMethod,
-    RedriveReport, RedriveSelector, whole_seconds,
+    DeadLetter, Delivery, Depth, Outgoing, QueueError, QueueSettings, RedriveMethod, RedriveReport,
+    RedriveSelector, whole_seconds,
 };
 
 /// How often a waiting receive asks the database again.
@@ -70,15 +70,14 @@ impl DbQueue {
     }
 
     pub(crate) async fn send(&self, jobs: &[Outgoing]) -> Result<Vec<String>, QueueError> {
-        let messages: Vec<NewQueueMessage> = jobs
+        let jobs: Vec<Outgoing> = jobs
             .iter()
-            .map(|job| NewQueueMessage {
-                lane: job.lane.to_store(),
-                body: job.body.clone(),
+            .map(|job| Outgoing {
                 delay: whole_seconds(job.delay),
+                ..job.clone()
             })
             .collect();
-        Ok(self.store.queue_send(&messages).await?)
+        Ok(self.store.queue_send(&jobs).await?)
     }
 
     pub(crate) async fn receive(
@@ -95,16 +94,7 @@ impl DbQueue {
                 .queue_receive(max, visibility, self.settings.max_receive_count)
                 .await?;
             if !messages.is_empty() {
-                return Ok(messages
-                    .into_iter()
-                    .map(|m| Delivery {
-                        message_id: m.message_id,
-                        receipt: m.receipt,
-                        body: m.body,
-                        receive_count: u32::try_from(m.receive_count).unwrap_or(u32::MAX),
-                        lane: Lane::from_store(m.lane),
-                    })
-                    .collect());
+                return Ok(messages);
             }
             let now = Instant::now();
             if now >= deadline {
@@ -149,17 +139,7 @@ impl DbQueue {
 
     pub(crate) async fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
         let max = u32::try_from(max).unwrap_or(u32::MAX);
-        let dead = self.store.queue_dead_letters(max).await?;
-        Ok(dead
-            .into_iter()
-            .map(|m| DeadLetter {
-                message_id: m.message_id,
-                body: m.body,
-                reason: m.reason,
-                receive_count: u32::try_from(m.receive_count).unwrap_or(u32::MAX),
-                lane: Some(Lane::from_store(m.lane)),
-            })
-            .collect())
+        Ok(self.store.queue_dead_letters(max).await?)
     }
 
     pub(crate) async fn redrive(
@@ -178,13 +158,7 @@ impl DbQueue {
     }
 
     pub(crate) async fn depth(&self) -> Result<Depth, QueueError> {
-        let counts = self.store.queue_counts().await?;
-        Ok(Depth {
-            visible: counts.visible,
-            in_flight: counts.in_flight,
-            dead: counts.dead,
-            delayed: counts.delayed,
-        })
+        Ok(self.store.queue_counts().await?)
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! # Design
 //!
-//! - [`job`]: the message, versioned JSON ([`Job::encode`], [`Job::decode`]).
+//! - The message is [`model::Job`], versioned JSON ([`Job::encode`], [`Job::decode`]).
 //!   The queue itself carries opaque text bodies; only the lane guess for
 //!   an SQS dead letter without its lane attribute reads a body.
 //! - [`Queue`]: one interface, two adapters with the same semantics,
@@ -51,7 +51,6 @@ use std::time::Duration;
 
 pub mod db;
 mod error;
-pub mod job;
 pub mod sqs;
 
 #[cfg(test)]
@@ -59,7 +58,10 @@ mod tests;
 
 pub use db::DbQueue;
 pub use error::QueueError;
-pub use job::{IdRange, JOB_VERSION, Job, JobError, JobKind, Trigger};
+pub use model::{
+    DeadLetter, Delivery, Depth, JOB_VERSION, Job, JobError, JobKind, JobMeta, Lane, Outgoing,
+    Trigger,
+};
 pub use sqs::{SqsConfig, SqsQueue};
 
 /// The longest body accepted, in bytes (SQS's classic limit).
@@ -74,116 +76,6 @@ pub const MAX_RECEIVE: usize = 10;
 pub const MAX_WAIT: Duration = Duration::from_secs(20);
 /// The longest dead-letter reason kept, in characters (cut beyond).
 pub const MAX_REASON_CHARS: usize = 1024;
-
-/// A queue lane.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Lane {
-    /// Jobs a person waits for ("Force Sync Now"); always received first.
-    Priority,
-    /// Everything else (scheduled cycles, initial-sync chunks).
-    Standard,
-}
-
-impl Lane {
-    /// The lane's name (`priority`, `standard`), as written in SQS message
-    /// attributes and the database.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Lane::Priority => "priority",
-            Lane::Standard => "standard",
-        }
-    }
-
-    /// The lane a job belongs on: Priority for "Force Sync Now", else
-    /// Standard.
-    #[must_use]
-    pub fn for_job(job: &Job) -> Lane {
-        if job.trigger == Trigger::Force {
-            Lane::Priority
-        } else {
-            Lane::Standard
-        }
-    }
-
-    fn parse(text: &str) -> Option<Lane> {
-        match text {
-            "priority" => Some(Lane::Priority),
-            "standard" => Some(Lane::Standard),
-            _ => None,
-        }
-    }
-
-    fn to_store(self) -> store::QueueLane {
-        match self {
-            Lane::Priority => store::QueueLane::Priority,
-            Lane::Standard => store::QueueLane::Standard,
-        }
-    }
-
-    fn from_store(lane: store::QueueLane) -> Lane {
-        match lane {
-            store::QueueLane::Priority => Lane::Priority,
-            store::QueueLane::Standard => Lane::Standard,
-        }
-    }
-}
-
-/// A message to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outgoing {
-    /// The body (usually [`Job::encode`]).
-    pub body: String,
-    /// Its lane.
-    pub lane: Lane,
-    /// How long it stays invisible after being sent (at most 15 min).
-    pub delay: Duration,
-}
-
-impl Outgoing {
-    /// A job, on its lane ([`Lane::for_job`]), with no delay.
-    #[must_use]
-    pub fn job(job: &Job) -> Outgoing {
-        Outgoing {
-            body: job.encode(),
-            lane: Lane::for_job(job),
-            delay: Duration::ZERO,
-        }
-    }
-}
-
-/// A received message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
-    /// The message's id (the same at each delivery of one message).
-    pub message_id: String,
-    /// This delivery's receipt (needed to delete it, change its visibility
-    /// or dead-letter it).
-    pub receipt: String,
-    /// The body.
-    pub body: String,
-    /// How many times it has been delivered, this time included.
-    pub receive_count: u32,
-    /// The lane it was received from.
-    pub lane: Lane,
-}
-
-/// A dead letter, as listed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetter {
-    /// Its id in the dead letters ([`RedriveSelector::Id`] takes it).
-    pub message_id: String,
-    /// The body.
-    pub body: String,
-    /// Why it was moved; None when it reached `max_receive_count` (see the
-    /// sync history for the last error).
-    pub reason: Option<String>,
-    /// How many times it was delivered before it was moved.
-    pub receive_count: u32,
-    /// The lane it came from, when known (SQS dead letters sent by other
-    /// tools may not say; redrive then reads it from the body).
-    pub lane: Option<Lane>,
-}
 
 /// Which dead letters to redrive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,19 +106,6 @@ pub struct RedriveReport {
     pub moved: u64,
     /// How.
     pub method: RedriveMethod,
-}
-
-/// How many messages are where (approximate on SQS).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Depth {
-    /// Ready to be received, both lanes.
-    pub visible: u64,
-    /// Received and not yet deleted or visible again, both lanes.
-    pub in_flight: u64,
-    /// Dead letters.
-    pub dead: u64,
-    /// Sent with a delay that has not run out yet, both lanes.
-    pub delayed: u64,
 }
 
 /// How the queue treats deliveries.
@@ -473,5 +352,5 @@ fn bounded_reason(reason: &str) -> String {
 /// Priority lane if its body is a job triggered by "Force Sync Now", else
 /// Standard (a body that is not a job included).
 pub(crate) fn lane_from_body(body: &str) -> Lane {
-    Job::decode(body).map_or(Lane::Standard, |job| Lane::for_job(&job))
+    Job::decode(body).map_or(Lane::Standard, |job| job.lane())
 }

@@ -250,7 +250,7 @@ impl SqsQueue {
                 reason: format!(
                     "the queue name prefix {} is not usable: use 1 to 60 letters, digits, '-' \
                      and '_'",
-                    crate::job::shown(name_prefix)
+                    model::job::shown(name_prefix)
                 ),
             });
         }
@@ -615,7 +615,7 @@ impl SqsQueue {
             body: m.body().unwrap_or("").to_owned(),
             reason: attribute(m, ATTR_REASON).map(str::to_owned),
             receive_count,
-            lane: attribute(m, ATTR_LANE).and_then(Lane::parse),
+            lane: attribute(m, ATTR_LANE).and_then(|text| text.parse::<Lane>().ok()),
         }
     }
 
@@ -842,7 +842,7 @@ impl SqsQueue {
                 }
                 let body = m.body().unwrap_or("").to_owned();
                 let lane = attribute(m, ATTR_LANE)
-                    .and_then(Lane::parse)
+                    .and_then(|text| text.parse::<Lane>().ok())
                     .unwrap_or_else(|| lane_from_body(&body));
                 chosen.push((lane, body, receipt));
             }
@@ -998,7 +998,7 @@ fn check_url(what: &str, url: &str) -> Result<(), QueueError> {
             reason: format!(
                 "{what} {} is not an http(s) URL: set it to the URL SQS gives the queue \
                  (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)",
-                crate::job::shown(url)
+                model::job::shown(url)
             ),
         }),
     }

@@ -16,8 +16,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use queue::job::{Job, JobKind, Trigger};
-use queue::{Lane, Outgoing, Queue};
+use queue::{Job, Outgoing, Queue, Trigger};
 use store::{DuePractice, PracticeStatus, Store};
 use sync_core::schedule;
 use time::OffsetDateTime;
@@ -192,35 +191,25 @@ impl Scheduler {
     }
 }
 
-/// The job a claimed practice gets.
+/// The job a claimed practice gets ([`Job::for_practice`]), delayed by its
+/// spread.
 fn job_for(
     practice: &DuePractice,
     tick_id: &str,
     now: OffsetDateTime,
     max_spread: Duration,
 ) -> Outgoing {
-    let kind = match practice.status {
-        PracticeStatus::InitialSync => JobKind::InitialPlan,
-        _ => JobKind::Incremental,
-    };
-    let job = Job {
-        job_id: practice.job_id.clone(),
-        practice_id: practice.practice_id.clone(),
-        kind,
-        trigger: Trigger::Schedule,
-        resource: None,
-        chunk_id: None,
-        range: None,
-        enqueued_at: now,
-    };
-    Outgoing {
-        body: job.encode(),
-        lane: Lane::Standard,
-        delay: schedule::spread_delay(
-            &practice.practice_id,
-            tick_id,
-            practice.sync_interval_minutes,
-            max_spread,
-        ),
-    }
+    let job = Job::for_practice(
+        practice.status,
+        practice.job_id.clone(),
+        practice.practice_id.clone(),
+        Trigger::Schedule,
+        now,
+    );
+    job.outgoing(schedule::spread_delay(
+        &practice.practice_id,
+        tick_id,
+        practice.sync_interval_minutes,
+        max_spread,
+    ))
 }

@@ -23,9 +23,9 @@ use time::OffsetDateTime;
 
 use crate::db_time::DbTime;
 use crate::error::{StoreError, db_error};
-use crate::model::{NewPractice, Practice, PracticeStatus};
 use crate::rows::{self, RowExt, practice_columns};
 use crate::store::{Inner, Store, in_transaction, with_pool};
+use crate::values::{NewPractice, Practice, PracticeStatus};
 
 /// A practice's credentials as the vault sealed them. Holds no plaintext;
 /// its `Debug` shows sizes and the key id only.
@@ -54,7 +54,7 @@ impl fmt::Debug for SealedCredentials {
     }
 }
 
-crate::model::text_enum!(
+model::text_enum!(
     /// How an audited request ended.
     AuditOutcome, "audit outcome", {
         /// The change was made (or was already so).
@@ -67,7 +67,7 @@ crate::model::text_enum!(
     }
 );
 
-crate::model::text_enum!(
+model::text_enum!(
     /// What an admin token may do: checked by the `access` crate.
     Role, "role", {
         /// Every practice, every action.
@@ -260,14 +260,14 @@ impl Store {
     ) -> Result<Practice, StoreError> {
         const OPERATION: &str = "connecting a practice";
         let insert = "INSERT INTO practices (practice_id, organization_id, location_id, \
-             api_base, sync_interval_minutes, status, status_changed_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, 'initial_sync', $6, $6, $6)";
+             api_base, sync_interval_minutes, status, status_changed_at, created_at, updated_at, \
+             credential_version) VALUES ($1, $2, $3, $4, $5, 'initial_sync', $6, $6, $6, 1)";
         let reconnect = format!(
             "UPDATE practices SET organization_id = $2, location_id = $3, api_base = $4, \
              sync_interval_minutes = $5, status = {RESUME_STATUS}, status_detail = NULL, \
              status_changed_at = $6, updated_at = $6, next_sync_at = NULL, \
-             inflight_job_id = NULL, inflight_until = NULL, inflight_forced = false \
-             WHERE practice_id = $1"
+             inflight_job_id = NULL, inflight_until = NULL, inflight_forced = false, \
+             credential_version = credential_version + 1 WHERE practice_id = $1"
         );
         let backend = self.backend();
         let now = DbTime::now();
@@ -330,6 +330,8 @@ impl Store {
              status_changed_at = $2, updated_at = $2, next_sync_at = NULL \
              WHERE practice_id = $1 AND status = 'auth_failed'"
         );
+        const NEW_VERSION: &str = "UPDATE practices SET \
+             credential_version = credential_version + 1 WHERE practice_id = $1";
         let backend = self.backend();
         let now = DbTime::now();
         let entry = AuditEntry::done(actor, "practice.rotate-credentials", practice_id)
@@ -349,6 +351,11 @@ impl Store {
                 Some(_) => {}
             }
             upsert_credentials!(tx, backend, now, practice_id, sealed);
+            sqlx::query(NEW_VERSION)
+                .bind(practice_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_error(backend, OPERATION, e))?;
             sqlx::query(&resume)
                 .bind(practice_id)
                 .bind(now)
@@ -377,6 +384,29 @@ impl Store {
                 .await
                 .map_err(|e| db_error(backend, "reading sealed credentials", e))?;
             row.as_ref().map(sealed_credentials).transpose()
+        })
+    }
+
+    /// A practice's sealed credentials with their version
+    /// ([`crate::Practice::credential_version`]), read together, for a job
+    /// to open; None when it has none.
+    pub async fn credentials_for_job(
+        &self,
+        practice_id: &str,
+    ) -> Result<Option<(SealedCredentials, i64)>, StoreError> {
+        const SQL: &str = "SELECT c.token_url, c.ciphertext, c.nonce, c.encrypted_data_key, \
+             c.key_id, p.credential_version FROM practice_credentials c \
+             JOIN practices p ON p.practice_id = c.practice_id WHERE c.practice_id = $1";
+        let backend = self.backend();
+        with_pool!(self, |pool| {
+            let row = sqlx::query(SQL)
+                .bind(practice_id)
+                .fetch_optional(pool)
+                .await
+                .map_err(|e| db_error(backend, "reading sealed credentials", e))?;
+            row.as_ref()
+                .map(|row| Ok((sealed_credentials(row)?, row.int("credential_version")?)))
+                .transpose()
         })
     }
 
@@ -540,31 +570,6 @@ impl Store {
             practice_in_tx!(tx, backend, practice_id, operation.as_str())
         });
         Ok(out)
-    }
-
-    /// Marks a syncing practice `auth_failed` with the error, for a person
-    /// to see until someone reconnects it. A practice a person paused or
-    /// removed meanwhile keeps that status: false then.
-    pub async fn mark_auth_failed(
-        &self,
-        practice_id: &str,
-        detail: &str,
-    ) -> Result<bool, StoreError> {
-        const SQL: &str = "UPDATE practices SET status = 'auth_failed', status_detail = $2, \
-             status_changed_at = CASE WHEN status = 'auth_failed' THEN status_changed_at \
-             ELSE $3 END, updated_at = $3 \
-             WHERE practice_id = $1 AND status IN ('initial_sync', 'active', 'auth_failed')";
-        let backend = self.backend();
-        let now = DbTime::now();
-        let done = with_pool!(self, |pool| sqlx::query(SQL)
-            .bind(practice_id)
-            .bind(detail)
-            .bind(now)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))
-        .map_err(|e| db_error(backend, "marking a practice auth_failed", e))?;
-        Ok(done == 1)
     }
 
     // ---- audit --------------------------------------------------------------

@@ -13,10 +13,10 @@ use time::{Duration, OffsetDateTime};
 
 use crate::db_time::DbTime;
 use crate::error::{StoreError, db_error};
-use crate::model::{PracticeStatus, RunState};
 use crate::rows::RowExt;
 use crate::runtime::db_time;
 use crate::store::{Inner, Store, in_transaction, with_pool};
+use crate::values::{PracticeStatus, RunState};
 
 /// The longest error message stored, in characters; longer ones are cut
 /// and end with `…`.
@@ -24,21 +24,6 @@ pub const MAX_ERROR_CHARS: usize = 2_000;
 /// The longest error message of one resource stored in a run's
 /// `resources`, in characters.
 pub const MAX_RESOURCE_ERROR_CHARS: usize = 500;
-
-impl RunState {
-    /// The states [`HistoryQuery::failed_only`] selects.
-    pub const FAILURES: &'static [RunState] = &[
-        RunState::Failed,
-        RunState::Partial,
-        RunState::Retrying,
-        RunState::DeadLettered,
-    ];
-
-    /// Whether this is one of [`RunState::FAILURES`].
-    pub fn is_failure(self) -> bool {
-        Self::FAILURES.contains(&self)
-    }
-}
 
 /// What one resource of a run fetched and wrote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -349,50 +334,11 @@ impl Store {
     /// [`MAX_ERROR_CHARS`] (per resource: [`MAX_RESOURCE_ERROR_CHARS`]) are
     /// cut. Fails with [`StoreError::UnknownRun`] if it was never started.
     pub async fn finish_run(&self, run_id: &str, end: &RunEnd) -> Result<(), StoreError> {
-        const SQL: &str = "UPDATE sync_runs SET status = $2, ended_at = $3, resources = $4, \
-             fetched = $5, written = $6, api_calls = $7, bytes = $8, error_class = $9, \
-             error_message = $10 WHERE run_id = $1";
-        let backend = self.backend();
-        let ended = db_time(end.ended_at, "run's end")?;
-        let resources: Vec<ResourceCounts> = end
-            .resources
-            .iter()
-            .map(|r| ResourceCounts {
-                error: r
-                    .error
-                    .as_deref()
-                    .map(|e| capped(e, MAX_RESOURCE_ERROR_CHARS)),
-                error_class: r.error_class.as_deref().map(|c| capped(c, 100)),
-                ..r.clone()
-            })
-            .collect();
-        let resources = sqlx::types::Json(resources);
-        let error_class = end.error_class.as_deref().map(|c| capped(c, 100));
-        let message = end
-            .error_message
-            .as_deref()
-            .map(|m| capped(m, MAX_ERROR_CHARS));
-        let done = with_pool!(self, |pool| sqlx::query(SQL)
-            .bind(run_id)
-            .bind(end.status.as_str())
-            .bind(ended)
-            .bind(&resources)
-            .bind(end.fetched)
-            .bind(end.written)
-            .bind(end.api_calls)
-            .bind(end.bytes)
-            .bind(&error_class)
-            .bind(&message)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))
-        .map_err(|e| db_error(backend, "recording a run's end", e))?;
-        if done == 0 {
-            return Err(StoreError::UnknownRun {
-                run_id: run_id.to_owned(),
-            });
-        }
-        Ok(())
+        let end = crate::JobEnd {
+            run: Some((run_id.to_owned(), end.clone())),
+            ..crate::JobEnd::nothing("", "")
+        };
+        self.end_job(&end).await.map(|_| ())
     }
 
     /// Records that a job was given up (its message moved to the

@@ -26,10 +26,10 @@ use time::OffsetDateTime;
 use crate::db_time::DbTime;
 use crate::error::{Backend, StoreError, db_error};
 use crate::extract::{Record, Value, date_text, timestamp_text, without_nul_escapes};
-use crate::model::{Checkpoint, ChunkStatus, LandOutcome, LandedRow};
 use crate::rows::RowExt;
 use crate::spec::{Kind, Table, TableSpec};
 use crate::store::{Inner, Store, in_transaction, practice_error, with_pool};
+use crate::values::{Checkpoint, ChunkStatus, LandOutcome, LandedRow};
 
 /// The most variables one SQLite statement may bind (SQLite's default
 /// `SQLITE_MAX_VARIABLE_NUMBER` since 3.32; sqlx bundles a newer SQLite).

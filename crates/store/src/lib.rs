@@ -28,14 +28,15 @@ mod db_time;
 mod error;
 mod extract;
 mod history;
+mod jobs;
 mod landing;
-mod model;
 mod queue;
 mod readback;
 mod rows;
 mod runtime;
 pub mod spec;
 mod store;
+mod values;
 
 #[cfg(test)]
 mod tests;
@@ -49,15 +50,14 @@ pub use history::{
     HistoryQuery, MAX_ERROR_CHARS, MAX_RESOURCE_ERROR_CHARS, NewRun, PracticeOverview,
     ResourceCounts, RunEnd, RunRecord, RunSummary,
 };
-pub use model::{
-    Checkpoint, Chunk, ChunkStatus, DEFAULT_SYNC_INTERVAL_MINUTES, LandOutcome, LandedRow,
-    NewChunk, NewPractice, Practice, PracticeStatus, RunState, SYNC_INTERVALS_MINUTES, SyncPhase,
-    SyncState, UnknownValue,
-};
-pub use queue::{
-    DeadQueueMessage, NewQueueMessage, QueueCounts, QueueLane, QueueMessage, ReceiptOutcome,
-};
+pub use jobs::{AuthFailure, JobEnd};
+pub use queue::ReceiptOutcome;
 pub use readback::LandedRecord;
 pub use runtime::{DuePractice, ForceDecision, chunk_lease_key, practice_lease_key};
 pub use spec::{Kind, Table, UnknownTable};
 pub use store::Store;
+pub use values::{
+    Checkpoint, Chunk, ChunkStatus, DEFAULT_SYNC_INTERVAL_MINUTES, LandOutcome, LandedRow,
+    NewChunk, NewPractice, Practice, PracticeStatus, RunState, SYNC_INTERVALS_MINUTES, SyncPhase,
+    SyncState, UnknownValue,
+};

@@ -18,10 +18,9 @@
 //! Times are the application's clock (one query text serves both
 //! backends); hosts are expected to keep it in sync (NTP).
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
+use model::{DeadLetter, Delivery, Depth, Outgoing};
 use time::OffsetDateTime;
 
 use crate::db_time::DbTime;
@@ -38,103 +37,6 @@ const SWEEP_LIMIT: i64 = 100;
 /// are cut to it (the queue crate allows far less).
 const MAX_SPAN: Duration = Duration::from_secs(366 * 24 * 3600);
 
-/// A queue lane: the Priority lane is always received first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum QueueLane {
-    /// Jobs a person is waiting for ("Force Sync Now").
-    Priority,
-    /// Everything else.
-    Standard,
-}
-
-impl QueueLane {
-    /// The stored value.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            QueueLane::Priority => "priority",
-            QueueLane::Standard => "standard",
-        }
-    }
-}
-
-impl fmt::Display for QueueLane {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for QueueLane {
-    type Err = ();
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "priority" => Ok(QueueLane::Priority),
-            "standard" => Ok(QueueLane::Standard),
-            _ => Err(()),
-        }
-    }
-}
-
-/// A message to enqueue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewQueueMessage {
-    /// Its lane.
-    pub lane: QueueLane,
-    /// Its body (stored as given).
-    pub body: String,
-    /// How long it stays invisible after being enqueued.
-    pub delay: Duration,
-}
-
-/// A message as one receive delivered it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueMessage {
-    /// Its id (the same at every receive).
-    pub message_id: String,
-    /// The receipt of this receive: needed to delete it, change its
-    /// visibility or dead-letter it.
-    pub receipt: String,
-    /// Its body.
-    pub body: String,
-    /// How many times it has been received, this receive included.
-    pub receive_count: i64,
-    /// Its lane.
-    pub lane: QueueLane,
-}
-
-/// A dead letter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadQueueMessage {
-    /// Its id.
-    pub message_id: String,
-    /// Its body.
-    pub body: String,
-    /// Why it was moved (None: it reached the receive limit).
-    pub reason: Option<String>,
-    /// How many times it was received.
-    pub receive_count: i64,
-    /// The lane it came from (redrive puts it back there).
-    pub lane: QueueLane,
-    /// When it was first enqueued.
-    pub enqueued_at: OffsetDateTime,
-    /// When it became a dead letter.
-    pub dead_at: OffsetDateTime,
-}
-
-/// How many messages are in each state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct QueueCounts {
-    /// Ready to be received.
-    pub visible: u64,
-    /// Enqueued with a delay that has not run out (never received).
-    pub delayed: u64,
-    /// Received, and neither deleted nor visible again yet.
-    pub in_flight: u64,
-    /// Dead letters.
-    pub dead: u64,
-}
-
 /// What a call holding a receipt found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReceiptOutcome {
@@ -147,25 +49,27 @@ pub enum ReceiptOutcome {
     Gone,
 }
 
-fn queue_message(row: &impl RowExt) -> Result<QueueMessage, StoreError> {
-    Ok(QueueMessage {
+fn receive_count(row: &impl RowExt) -> Result<u32, StoreError> {
+    Ok(u32::try_from(row.int("receive_count")?.max(0)).unwrap_or(u32::MAX))
+}
+
+fn queue_message(row: &impl RowExt) -> Result<Delivery, StoreError> {
+    Ok(Delivery {
         message_id: row.text("message_id")?,
         receipt: row.text("receipt")?,
         body: row.text("body")?,
-        receive_count: row.int("receive_count")?,
+        receive_count: receive_count(row)?,
         lane: row.parsed("lane")?,
     })
 }
 
-fn dead_message(row: &impl RowExt) -> Result<DeadQueueMessage, StoreError> {
-    Ok(DeadQueueMessage {
+fn dead_message(row: &impl RowExt) -> Result<DeadLetter, StoreError> {
+    Ok(DeadLetter {
         message_id: row.text("message_id")?,
         body: row.text("body")?,
         reason: row.opt_text("dead_reason")?,
-        receive_count: row.int("receive_count")?,
-        lane: row.parsed("lane")?,
-        enqueued_at: row.time("enqueued_at")?,
-        dead_at: row.time("dead_at")?,
+        receive_count: receive_count(row)?,
+        lane: Some(row.parsed("lane")?),
     })
 }
 
@@ -198,10 +102,7 @@ const SQLITE_RECEIVE: (&str, &str) = receive_sql!("");
 
 impl Store {
     /// Enqueues messages in one transaction; returns their ids, in order.
-    pub async fn queue_send(
-        &self,
-        messages: &[NewQueueMessage],
-    ) -> Result<Vec<String>, StoreError> {
+    pub async fn queue_send(&self, messages: &[Outgoing]) -> Result<Vec<String>, StoreError> {
         // Multi-row inserts: one statement per batch, not per message (a
         // scheduler tick enqueues thousands).
         const ROWS_PER_STATEMENT: usize = 500;
@@ -258,7 +159,7 @@ impl Store {
         max: u32,
         visibility: Duration,
         max_receive_count: u32,
-    ) -> Result<Vec<QueueMessage>, StoreError> {
+    ) -> Result<Vec<Delivery>, StoreError> {
         const OPERATION: &str = "receiving jobs";
         let backend = self.backend();
         let (sweep, receive) = match backend {
@@ -385,9 +286,9 @@ impl Store {
     }
 
     /// Up to `max` dead letters, oldest first, without changing them.
-    pub async fn queue_dead_letters(&self, max: u32) -> Result<Vec<DeadQueueMessage>, StoreError> {
-        const SQL: &str = "SELECT message_id, lane, body, receive_count, dead_reason, \
-             enqueued_at, dead_at FROM job_queue WHERE dead_at IS NOT NULL \
+    pub async fn queue_dead_letters(&self, max: u32) -> Result<Vec<DeadLetter>, StoreError> {
+        const SQL: &str = "SELECT message_id, lane, body, receive_count, dead_reason \
+             FROM job_queue WHERE dead_at IS NOT NULL \
              ORDER BY dead_at, message_id LIMIT $1";
         let backend = self.backend();
         with_pool!(self, |pool| {
@@ -423,7 +324,7 @@ impl Store {
     }
 
     /// How many messages are ready, delayed, in flight and dead.
-    pub async fn queue_counts(&self) -> Result<QueueCounts, StoreError> {
+    pub async fn queue_counts(&self) -> Result<Depth, StoreError> {
         const SQL: &str = "SELECT \
              COALESCE(SUM(CASE WHEN dead_at IS NULL AND visible_at <= $1 THEN 1 ELSE 0 END), 0) \
                AS visible, \
@@ -442,7 +343,7 @@ impl Store {
                 .await
                 .map_err(|e| db_error(backend, "counting jobs", e))?;
             let count = |col: &'static str| row.int(col).map(|n| u64::try_from(n).unwrap_or(0));
-            Ok(QueueCounts {
+            Ok(Depth {
                 visible: count("visible")?,
                 delayed: count("delayed")?,
                 in_flight: count("in_flight")?,

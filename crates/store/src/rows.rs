@@ -7,8 +7,8 @@ use time::OffsetDateTime;
 
 use crate::db_time::{DbDate, DbTime};
 use crate::error::StoreError;
-use crate::model::{Chunk, Practice, SyncState};
 use crate::spec::Table;
+use crate::values::{Chunk, Practice, SyncState};
 
 /// Typed column access with the store's error, for either backend's rows.
 pub(crate) trait RowExt {
@@ -86,7 +86,8 @@ impl_row_ext!(SqliteRow);
 macro_rules! practice_columns {
     () => {
         "practice_id, organization_id, location_id, api_base, sync_interval_minutes, status, \
-         status_detail, status_changed_at, created_at, updated_at, last_success_at"
+         status_detail, status_changed_at, created_at, updated_at, last_success_at, \
+         credential_version"
     };
 }
 pub(crate) use practice_columns;
@@ -102,6 +103,7 @@ pub(crate) fn practice(row: &impl RowExt) -> Result<Practice, StoreError> {
         status_detail: row.opt_text("status_detail")?,
         status_changed_at: row.opt_time("status_changed_at")?,
         created_at: row.time("created_at")?,
+        credential_version: row.int("credential_version")?,
         updated_at: row.time("updated_at")?,
         last_success_at: row.opt_time("last_success_at")?,
     })
@@ -111,7 +113,7 @@ pub(crate) fn practice(row: &impl RowExt) -> Result<Practice, StoreError> {
 macro_rules! chunk_columns {
     () => {
         "chunk_id, practice_id, resource, id_from, id_to, priority, filter, after_id, expected, \
-         landed, status, updated_at"
+         landed, status, updated_at, queued_at"
     };
 }
 pub(crate) use chunk_columns;
@@ -119,6 +121,7 @@ pub(crate) use chunk_columns;
 pub(crate) fn chunk(row: &impl RowExt) -> Result<Chunk, StoreError> {
     Ok(Chunk {
         chunk_id: row.int("chunk_id")?,
+        queued_at: row.opt_time("queued_at")?,
         practice_id: row.text("practice_id")?,
         table: row.parsed::<Table>("resource")?,
         id_from: row.int("id_from")?,

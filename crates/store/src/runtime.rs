@@ -25,9 +25,9 @@ use time::{Duration, OffsetDateTime};
 
 use crate::db_time::DbTime;
 use crate::error::{Backend, StoreError, db_error};
-use crate::model::PracticeStatus;
 use crate::rows::RowExt;
 use crate::store::{Inner, Store, in_transaction, with_pool};
+use crate::values::PracticeStatus;
 
 /// The lease a worker holds while it syncs a practice.
 pub fn practice_lease_key(practice_id: &str) -> String {
@@ -72,6 +72,13 @@ pub enum ForceDecision {
     /// is the answer (no second job).
     AlreadyQueued {
         /// The queued job.
+        job_id: String,
+    },
+    /// The practice's initial sync is running (its claim is live): the
+    /// request raises that claim (marked forced) instead of enqueueing
+    /// anything; its chunks keep their places on the Standard lane.
+    InitialSyncRunning {
+        /// The job whose claim the initial sync holds.
         job_id: String,
     },
     /// The practice is paused, removed or waiting for new credentials.
@@ -301,7 +308,9 @@ impl Store {
 
     /// Force Sync Now: decides, atomically, whether to enqueue `job_id`.
     ///
-    /// A paused, removed or auth-failed practice is not synced. If a worker
+    /// A paused, removed or auth-failed practice is not synced. A practice
+    /// whose initial sync holds a live claim gets that claim raised
+    /// (forced), and nothing is enqueued. If a worker
     /// holds the practice's lease, that sync is running: no second job.
     /// Otherwise `job_id` takes the practice's claim until `now +
     /// claim_for`, replacing a scheduled job's claim that is still queued
@@ -323,6 +332,8 @@ impl Store {
                              inflight_forced = true WHERE practice_id = $1";
         const QUEUED: &str = "SELECT inflight_job_id FROM practices WHERE practice_id = $1 \
                               AND inflight_forced AND inflight_until > $2";
+        const INITIAL_CLAIM: &str = "UPDATE practices SET inflight_forced = true \
+             WHERE practice_id = $1 AND inflight_until > $2 RETURNING inflight_job_id";
         const OPERATION: &str = "deciding a Force Sync Now";
         let backend = self.backend();
         let status_sql = match backend {
@@ -345,8 +356,23 @@ impl Store {
                     practice_id: practice_id.to_owned(),
                 });
             };
-            if !matches!(status, PracticeStatus::Active | PracticeStatus::InitialSync) {
+            let initial_claim = if status == PracticeStatus::InitialSync {
+                sqlx::query(INITIAL_CLAIM)
+                    .bind(practice_id)
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| db_error(backend, OPERATION, e))?
+                    .map(|row| row.opt_text("inflight_job_id"))
+                    .transpose()?
+                    .flatten()
+            } else {
+                None
+            };
+            if !status.is_syncing() {
                 ForceDecision::NotSyncable { status }
+            } else if let Some(job_id) = initial_claim {
+                ForceDecision::InitialSyncRunning { job_id }
             } else {
                 let running = sqlx::query(LEASE)
                     .bind(&lease_key)

@@ -14,6 +14,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use model::Resource;
+
 /// A landed table: one per Ascend resource this project syncs.
 ///
 /// [`Table::as_str`] is the table name, and equals the resource's stable
@@ -75,6 +77,43 @@ impl Table {
             Table::PatientInsurancePlans => "patient_insurance_plans",
             Table::InsuranceCarriers => "insurance_carriers",
             Table::Transactions => "transactions",
+        }
+    }
+
+    /// The table a resource lands in. Total: every resource has its
+    /// table, and [`Table::resource`] is its inverse.
+    #[must_use]
+    pub const fn of(resource: Resource) -> Table {
+        match resource {
+            Resource::Locations => Table::Locations,
+            Resource::Providers => Table::Providers,
+            Resource::Operatories => Table::Operatories,
+            Resource::Patients => Table::Patients,
+            Resource::Appointments => Table::Appointments,
+            Resource::TxCases => Table::TxCases,
+            Resource::Visits => Table::Visits,
+            Resource::PatientProcedures => Table::PatientProcedures,
+            Resource::PatientInsurancePlans => Table::PatientInsurancePlans,
+            Resource::InsuranceCarriers => Table::InsuranceCarriers,
+            Resource::Transactions => Table::Transactions,
+        }
+    }
+
+    /// The resource this table holds.
+    #[must_use]
+    pub const fn resource(self) -> Resource {
+        match self {
+            Table::Locations => Resource::Locations,
+            Table::Providers => Resource::Providers,
+            Table::Operatories => Resource::Operatories,
+            Table::Patients => Resource::Patients,
+            Table::Appointments => Resource::Appointments,
+            Table::TxCases => Resource::TxCases,
+            Table::Visits => Resource::Visits,
+            Table::PatientProcedures => Resource::PatientProcedures,
+            Table::PatientInsurancePlans => Resource::PatientInsurancePlans,
+            Table::InsuranceCarriers => Resource::InsuranceCarriers,
+            Table::Transactions => Resource::Transactions,
         }
     }
 
@@ -323,6 +362,16 @@ pub static SPECS: [TableSpec; 11] = [
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn every_resource_has_its_table_and_back() {
+        for &resource in Resource::ALL {
+            let table = Table::of(resource);
+            assert_eq!(table.as_str(), resource.name());
+            assert_eq!(table.resource(), resource);
+        }
+        assert_eq!(Resource::ALL.len(), Table::ALL.len());
+    }
 
     #[test]
     fn spec_order_matches() {

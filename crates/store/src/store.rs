@@ -13,9 +13,9 @@ use time::OffsetDateTime;
 
 use crate::db_time::DbTime;
 use crate::error::{Backend, StoreError, db_error};
-use crate::model::{Chunk, NewChunk, NewPractice, Practice, PracticeStatus, SyncPhase, SyncState};
 use crate::rows::{self, chunk_columns, practice_columns, sync_state_columns};
 use crate::spec::Table;
+use crate::values::{Chunk, NewChunk, NewPractice, Practice, PracticeStatus, SyncPhase, SyncState};
 
 pub(crate) static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
 pub(crate) static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");

@@ -6,6 +6,8 @@
 //!
 //! - [`scope`]: which records belong to a practice (its location's, plus the
 //!   organization-wide resources).
+//! - [`job`]: the rules of a job: whether it runs, how it ends, what it
+//!   changes and what becomes of its message (the worker only executes them).
 //! - [`plan`]: the initial sync's chunks: id ranges sized from
 //!   `meta.pagination.total`, priority windows first.
 //! - [`watermark`]: the incremental sync's `lastModified` watermark, its
@@ -15,6 +17,7 @@
 //!   and the worker's retry backoff.
 //! - [`staleness`]: when a practice's copy counts as stale.
 
+pub mod job;
 pub mod plan;
 pub mod replay;
 pub mod schedule;

@@ -16,6 +16,13 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
 /// The first retry's backoff; each further attempt doubles it.
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(15);
 
+/// How long a pending chunk counts as queued after its job was sent: a
+/// re-plan leaves it out for that long. Its job normally ends well within
+/// it (every delivery's backoff summed is under 40 minutes), and clears the
+/// mark; a message kept longer by a huge backlog is only sent twice, which
+/// the chunk's lease makes harmless.
+pub const CHUNK_QUEUED_FOR: Duration = Duration::from_secs(6 * 3600);
+
 /// A stable number in `0..n` from `key` and `salt`.
 fn spread_of(key: &str, salt: &str, n: u64) -> u64 {
     if n == 0 {

@@ -16,12 +16,38 @@ use vault::{Sealed, Vault, VaultError};
 
 /// A boxed future of a [`Credentials`] call.
 pub type CredentialsFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<Connection, CredentialsError>> + Send + 'a>>;
+    Pin<Box<dyn Future<Output = Result<Opened, CredentialsError>> + Send + 'a>>;
+
+/// A practice's connection, opened for one job, and the version of the
+/// credentials it holds ([`store::Practice::credential_version`]): an auth
+/// failure of the job counts only while that version is the practice's.
+pub struct Opened {
+    /// What the Ascend client needs.
+    pub connection: Connection,
+    /// The credentials' version.
+    pub version: i64,
+}
 
 /// Where a worker gets a practice's Ascend connection.
 pub trait Credentials: Send + Sync {
     /// The connection for `practice`, or why there is none.
     fn connection<'a>(&'a self, practice: &'a Practice) -> CredentialsFuture<'a>;
+}
+
+/// One connection for every practice, given by the caller (the by-hand
+/// `sync` command, which reads it from a credentials file and stores no
+/// credentials). Its version is the practice's.
+pub struct FixedCredentials(pub Connection);
+
+impl Credentials for FixedCredentials {
+    fn connection<'a>(&'a self, practice: &'a Practice) -> CredentialsFuture<'a> {
+        Box::pin(async move {
+            Ok(Opened {
+                connection: self.0.clone(),
+                version: practice.credential_version,
+            })
+        })
+    }
 }
 
 /// Why a practice has no usable connection. Never holds a secret.
@@ -52,16 +78,16 @@ impl VaultCredentials {
         &self.vault
     }
 
-    async fn open(&self, practice: &Practice) -> Result<Connection, CredentialsError> {
+    async fn open(&self, practice: &Practice) -> Result<Opened, CredentialsError> {
         let id = practice.practice_id.as_str();
         let fail = |detail: String, needs_reconnect: bool| CredentialsError {
             practice_id: id.to_owned(),
             detail,
             needs_reconnect,
         };
-        let stored = self
+        let (stored, version) = self
             .store
-            .practice_credentials(id)
+            .credentials_for_job(id)
             .await
             .map_err(|e| fail(format!("the store could not be read: {e}"), false))?
             .ok_or_else(|| {
@@ -87,7 +113,7 @@ impl VaultCredentials {
                 true,
             )
         };
-        Ok(Connection {
+        let connection = Connection {
             api_base: Url::parse(&practice.api_base)
                 .map_err(|_| bad("API base", &practice.api_base))?,
             token_url: Url::parse(&stored.token_url)
@@ -98,6 +124,10 @@ impl VaultCredentials {
                 .map_err(|_| bad("Organization-ID", &practice.organization_id))?,
             client_id: opened.client_id.expose_secret().to_owned(),
             client_secret: opened.client_secret,
+        };
+        Ok(Opened {
+            connection,
+            version,
         })
     }
 }

@@ -1,4 +1,4 @@
-use ascend_client::ClientError;
+use ascend_client::{ClientError, ErrorClass};
 
 /// Why a sync step failed, and so what to do.
 #[derive(Debug, thiserror::Error)]
@@ -18,11 +18,6 @@ pub enum SyncError {
     /// A page's landing task died (the runtime is shutting down).
     #[error("landing a page was interrupted: {0}; the page is fetched again on the next attempt")]
     Interrupted(String),
-    /// The practice is paused or removed: nothing is synced for it.
-    #[error(
-        "practice {practice_id:?} is {status}: it is not synced until someone enables or reconnects it"
-    )]
-    NotSyncable { practice_id: String, status: String },
     /// The practice is not known to the store.
     #[error("practice {0:?} is not registered; add it first")]
     UnknownPractice(String),
@@ -37,21 +32,14 @@ pub enum SyncError {
 
 impl SyncError {
     /// A short stable class for history and metrics.
-    pub fn class(&self) -> &'static str {
+    pub fn class(&self) -> ErrorClass {
         match self {
             SyncError::Api(e) => e.class(),
-            SyncError::Store(_) => "store",
-            SyncError::Archive(_) => "archive",
-            SyncError::Plan(_) => "plan",
-            SyncError::Interrupted(_) => "interrupted",
-            SyncError::UnknownPractice(_)
-            | SyncError::NoWatermark { .. }
-            | SyncError::NotSyncable { .. } => "state",
+            SyncError::Store(_) => ErrorClass::Store,
+            SyncError::Archive(_) => ErrorClass::Archive,
+            SyncError::Plan(_) => ErrorClass::Plan,
+            SyncError::Interrupted(_) => ErrorClass::Interrupted,
+            SyncError::UnknownPractice(_) | SyncError::NoWatermark { .. } => ErrorClass::State,
         }
-    }
-
-    /// Whether the whole practice must stop until a person acts.
-    pub fn is_auth(&self) -> bool {
-        matches!(self, SyncError::Api(ClientError::Auth { .. }))
     }
 }

@@ -2,43 +2,46 @@
 //! lease, heartbeat and deadline, record every attempt in sync history, and
 //! delete a message only once its work is committed.
 //!
-//! What happens to a delivery:
+//! The loop decides nothing: the rules are `sync_core::job`'s (whether a
+//! job runs, how it ends, what it changes, what becomes of its message).
+//! Here they are executed, in this order, for each delivery:
 //!
-//! - A body that does not parse, or of an unknown version or kind, goes to
-//!   the dead letters at once with the reason (never retried, never lost).
-//! - A job of a paused, removed or auth-failed practice, or a scheduled
-//!   incremental job already covered by a newer sync, is recorded as
-//!   `skipped` and deleted.
-//! - A job whose lease another worker holds (a duplicate delivery) waits:
-//!   its message comes back after the lease's remaining time.
-//! - Success (or partial success: failed resources are retried by the next
-//!   cycle) deletes the message. An auth failure marks the practice
-//!   `auth_failed` (the sync engine does) and deletes the message: retrying
-//!   cannot fix it. Any other failure leaves the message to come back after
-//!   a backoff; past `max_receive_count` the queue moves it to the dead
-//!   letters, and history says `dead_lettered`.
-//! - On shutdown: no new receives; running jobs get the grace period to
-//!   finish; the rest are cancelled (each page lands whole or not at all)
-//!   and their messages released at once (visibility 0).
+//! 1. Decode; a body that is not a job goes to the dead letters with the
+//!    reason ([`job::poison`]).
+//! 2. Take the job's lease; held by another worker: look again later
+//!    ([`job::busy`]).
+//! 3. Record the attempt in sync history (`running`).
+//! 4. Read the practice and its claim; [`job::admit`] may skip the job.
+//! 5. Open the practice's credentials, run the step (plan, chunk or
+//!    incremental cycle) under the job's deadline, with a heartbeat that
+//!    renews the message's visibility and the lease together.
+//! 6. [`job::conclude`]: send the plan's chunks (if any), then end the job
+//!    in one transaction ([`store::Store::end_job`]: the run finished, the
+//!    lease and claim released or extended, the effects); only after that
+//!    commit is the message settled. A failed commit leaves the message to
+//!    come back, so history never loses an attempt.
+//!
+//! On shutdown: no new receives; running jobs get the grace period to
+//! finish; the rest are cancelled (each page lands whole or not at all),
+//! recorded `retrying` and their messages released at once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use ascend_client::{AscendClient, OrgClient};
-use queue::job::{Job, JobKind, Trigger};
-use queue::{Delivery, Lane, Outgoing, Queue};
-use store::{
-    ForceDecision, NewRun, Practice, PracticeStatus, ResourceCounts, RunEnd, RunState, Store,
-};
+use ascend_client::{AscendClient, ErrorClass, OrgClient};
+use queue::{Delivery, Job, Queue};
+use store::{AuthFailure, JobEnd, NewRun, ResourceCounts, RunEnd, Store};
+use sync_core::job::{self, Delivered, Outcome, PendingChunk, PracticeView, Settle, Timing};
 use sync_core::schedule;
 use time::OffsetDateTime;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
+use crate::Syncer;
 use crate::credentials::Credentials;
-use crate::{RunStatus, SyncError, Syncer};
 
 /// How a worker runs jobs.
 #[derive(Debug, Clone)]
@@ -136,17 +139,6 @@ struct WorkerInner {
     credentials: Arc<dyn Credentials>,
     config: WorkerConfig,
     tally: Tally,
-}
-
-/// How one job ended, for the message and history.
-enum Disposition {
-    /// Done: delete the message.
-    Done(RunState),
-    /// Not done: try again after a backoff (the queue dead-letters it past
-    /// `max_receive_count`).
-    Retry,
-    /// Another worker holds the job's lease: look again after `after`.
-    Busy { after: Duration },
 }
 
 impl Worker {
@@ -254,10 +246,9 @@ impl Worker {
         self.inner.tally.report()
     }
 
-    /// Runs one delivery to its end: decode, guard, run, record, and settle
-    /// the message.
+    /// Runs one delivery to its end, inside the job's span: every line it
+    /// logs carries `practice_id`, `job_id`, `kind` and `attempt`.
     async fn handle(&self, delivery: Delivery, cancel: watch::Receiver<bool>) {
-        let queue = &self.inner.queue;
         let job = match Job::decode(&delivery.body) {
             Ok(job) => job,
             Err(error) => {
@@ -271,399 +262,429 @@ impl Worker {
                 return;
             }
         };
-        if job.kind == JobKind::WriteBack {
-            let reason = "write-back jobs are not handled by this worker version; \
-                          redrive them once write-back is deployed";
-            self.dead_letter(&delivery, Some(&job), reason).await;
-            return;
+        let span = tracing::info_span!(
+            "job",
+            practice_id = %job.practice_id(),
+            job_id = %job.job_id(),
+            kind = job.kind().as_str(),
+            attempt = delivery.receive_count,
+        );
+        self.run_job(job, delivery, cancel).instrument(span).await;
+    }
+
+    fn timing(&self) -> Timing {
+        let config = &self.inner.config;
+        Timing {
+            first_backoff: config.first_backoff,
+            max_backoff: config.max_backoff,
+            initial_claim: config.initial_claim,
         }
+    }
+
+    async fn run_job(&self, job: Job, delivery: Delivery, mut cancel: watch::Receiver<bool>) {
+        let queue = &self.inner.queue;
+        let config = &self.inner.config;
+        let delivered = Delivered {
+            receive_count: delivery.receive_count,
+            max_receive_count: queue.settings().max_receive_count,
+        };
         let lease_key = lease_key(&job);
         // Unique per attempt: two deliveries of one job to this process
         // must exclude each other too.
         static ATTEMPTS: AtomicU64 = AtomicU64::new(0);
         let holder = format!(
             "{}/{}#{}",
-            self.inner.config.worker_id,
-            job.job_id,
+            config.worker_id,
+            job.job_id(),
             ATTEMPTS.fetch_add(1, Ordering::Relaxed)
         );
-        let visibility = self.inner.config.visibility;
         let now = OffsetDateTime::now_utc();
         match self
             .store()
-            .acquire_lease(&lease_key, &holder, time_span(visibility), now)
+            .acquire_lease(&lease_key, &holder, time_span(config.visibility), now)
             .await
         {
             Ok(true) => {}
             Ok(false) => {
-                self.settle(&delivery, &job, Disposition::Busy { after: visibility })
+                tracing::debug!(message = "Another worker holds the job's lease; it comes back later.", lease = %lease_key);
+                self.settle(&delivery, &job, job::busy(delivered, config.visibility))
                     .await;
                 return;
             }
             Err(error) => {
-                tracing::warn!(message = "Could not take a job's lease; it comes back later.", job_id = %job.job_id, %error);
-                self.settle(&delivery, &job, Disposition::Retry).await;
+                tracing::warn!(message = "Could not take the job's lease; it comes back later.", error = %error);
+                self.settle(
+                    &delivery,
+                    &job,
+                    job::not_started(&job, delivered, self.timing()),
+                )
+                .await;
                 return;
             }
         }
-        let run_id = format!("{}-a{}", job.job_id, delivery.receive_count);
-        let started = OffsetDateTime::now_utc();
+        let run_id = format!("{}-a{}", job.job_id(), delivery.receive_count);
         let recorded = self
             .store()
             .start_run(&NewRun {
                 run_id: run_id.clone(),
-                job_id: job.job_id.clone(),
-                practice_id: job.practice_id.clone(),
-                kind: job.kind.as_str().to_owned(),
-                trigger: job.trigger.as_str().to_owned(),
+                job_id: job.job_id().to_owned(),
+                practice_id: job.practice_id().to_owned(),
+                kind: job.kind().as_str().to_owned(),
+                trigger: job.meta().trigger.as_str().to_owned(),
                 attempt: i32::try_from(delivery.receive_count).unwrap_or(i32::MAX),
-                worker: Some(self.inner.config.worker_id.clone()),
-                started_at: started,
+                worker: Some(config.worker_id.clone()),
+                started_at: OffsetDateTime::now_utc(),
             })
             .await;
         if let Err(error) = recorded {
-            tracing::warn!(message = "Could not record a run in sync history; retrying the job later.", job_id = %job.job_id, %error);
-            let _ = self.store().release_lease(&lease_key, &holder).await;
-            self.settle(&delivery, &job, Disposition::Retry).await;
+            tracing::warn!(message = "Could not record the run in sync history; the job comes back later.", error = %error);
+            if let Err(error) = self.store().release_lease(&lease_key, &holder).await {
+                tracing::warn!(message = "Could not release the job's lease; it expires by itself.", error = %error);
+            }
+            self.settle(
+                &delivery,
+                &job,
+                job::not_started(&job, delivered, self.timing()),
+            )
+            .await;
             return;
         }
 
         let heartbeat = self.heartbeat(&delivery, &lease_key, &holder);
         let work = self.execute(&job);
-        let mut cancel = cancel;
-        let outcome = tokio::select! {
-            outcome = tokio::time::timeout(self.inner.config.job_timeout, work) => match outcome {
-                Ok(outcome) => Some(outcome),
-                Err(_) => Some(Attempt::failed("timeout", format!(
+        let step = tokio::select! {
+            step = tokio::time::timeout(config.job_timeout, work) => match step {
+                Ok(step) => Some(step),
+                Err(_) => Some(Step::failed(ErrorClass::Timeout, format!(
                     "the job ran longer than its {} s limit; it resumes from its last committed page",
-                    self.inner.config.job_timeout.as_secs()
+                    config.job_timeout.as_secs()
                 ))),
             },
-            _ = heartbeat => Some(Attempt::failed("lease", "the job's lease was lost to another worker".to_owned())),
+            _ = heartbeat => Some(Step::failed(ErrorClass::Lease, "the job's lease was lost to another worker".to_owned())),
             _ = wait_true(&mut cancel) => None,
         };
-        let Some(attempt) = outcome else {
-            // Shutdown past the grace period: the job's committed pages stay;
-            // the message is released for another worker at once.
-            let end = attempt_end(
-                RunState::Retrying,
-                Attempt::failed(
-                    "shutdown",
-                    "the worker shut down; the job was released to another worker".to_owned(),
-                ),
-            );
-            let _ = self.store().finish_run(&run_id, &end).await;
-            let _ = self.store().release_lease(&lease_key, &holder).await;
-            if let Err(error) = queue.set_visibility(&delivery, Duration::ZERO).await {
-                tracing::warn!(message = "Could not release a job at shutdown; it comes back after its visibility timeout.", job_id = %job.job_id, %error);
+        let now = OffsetDateTime::now_utc();
+        let (decision, step) = match step {
+            // Shutdown past the grace period: the job's committed pages
+            // stay; the message is released for another worker at once.
+            None => (job::shut_down(), Step::default()),
+            Some(step) => {
+                let mut decision =
+                    job::conclude(&job, step.outcome.clone(), delivered, self.timing(), now);
+                if !decision.effects.enqueue.is_empty()
+                    && let Err(message) = self.send_jobs(&decision.effects.enqueue, now).await
+                {
+                    decision = job::conclude(
+                        &job,
+                        Outcome::Failed {
+                            class: ErrorClass::Queue,
+                            message,
+                        },
+                        delivered,
+                        self.timing(),
+                        now,
+                    );
+                }
+                (decision, step)
             }
-            self.inner.tally.released.fetch_add(1, Ordering::Relaxed);
-            return;
         };
-        let disposition = attempt.disposition();
-        let state = match &disposition {
-            Disposition::Done(state) => *state,
-            Disposition::Retry if delivery.receive_count >= queue.settings().max_receive_count => {
-                RunState::DeadLettered
+        let (error_class, error_message) = match &decision.error {
+            Some((class, message)) => (Some(class.as_str().to_owned()), Some(message.clone())),
+            None => (None, None),
+        };
+        let stats = step.stats.unwrap_or_default();
+        let end = JobEnd {
+            practice_id: job.practice_id().to_owned(),
+            job_id: job.job_id().to_owned(),
+            run: Some((
+                run_id,
+                RunEnd {
+                    status: decision.run,
+                    ended_at: now,
+                    resources: step.resources,
+                    fetched: count(step.fetched),
+                    written: count(step.written),
+                    api_calls: count(stats.calls),
+                    bytes: count(stats.bytes),
+                    error_class,
+                    error_message,
+                },
+            )),
+            lease: Some((lease_key, holder)),
+            claim: decision.effects.claim,
+            auth_failed: decision.effects.auth_failed.map(|detail| AuthFailure {
+                detail,
+                credential_version: step.credential_version.unwrap_or(-1),
+                actor: format!("worker:{}", config.worker_id),
+            }),
+            success_at: decision.effects.success.then_some(now),
+            finish_initial: decision.effects.finish_initial,
+            unqueue_chunk: decision.effects.unqueue_chunk,
+        };
+        match self.store().end_job(&end).await {
+            Ok(marked) => {
+                if marked {
+                    tracing::warn!(
+                        message = "Ascend refused the practice's credentials; it is auth_failed until someone reconnects it."
+                    );
+                }
+                let tally = &self.inner.tally;
+                match (&decision.settle, decision.run) {
+                    (Settle::Release, _) => tally.released.fetch_add(1, Ordering::Relaxed),
+                    (Settle::Delete, store::RunState::Skipped) => {
+                        tally.skipped.fetch_add(1, Ordering::Relaxed)
+                    }
+                    (Settle::Delete, _) => tally.succeeded.fetch_add(1, Ordering::Relaxed),
+                    _ => 0,
+                };
+                self.settle(&delivery, &job, decision.settle).await;
             }
-            Disposition::Retry | Disposition::Busy { .. } => RunState::Retrying,
-        };
-        if let Err(error) = self
-            .store()
-            .finish_run(&run_id, &attempt_end(state, attempt))
+            Err(error) => {
+                // Settle::Leave: the message comes back when its visibility
+                // runs out, and the next attempt is recorded.
+                tracing::error!(message = "Could not record the job's end; its message is left to come back.", error = %error);
+            }
+        }
+    }
+
+    /// Sends jobs (an initial sync's chunks) and records them queued.
+    async fn send_jobs(&self, jobs: &[Job], now: OffsetDateTime) -> Result<(), String> {
+        let outgoing: Vec<_> = jobs
+            .iter()
+            .map(|job| job.outgoing(Duration::ZERO))
+            .collect();
+        self.inner
+            .queue
+            .send(&outgoing)
             .await
-        {
-            tracing::warn!(message = "Could not finish a run in sync history.", job_id = %job.job_id, %error);
-        }
-        let _ = self.store().release_lease(&lease_key, &holder).await;
-        if matches!(disposition, Disposition::Done(_))
-            && matches!(job.kind, JobKind::Incremental | JobKind::Resync)
-        {
-            let _ = self
-                .store()
-                .release_inflight(&job.practice_id, &job.job_id)
-                .await;
-        }
-        self.settle(&delivery, &job, disposition).await;
+            .map_err(|error| format!("the initial sync's chunks could not be enqueued: {error}"))?;
+        let chunk_ids: Vec<i64> = jobs
+            .iter()
+            .filter_map(|job| match job {
+                Job::InitialChunk { chunk_id, .. } => Some(*chunk_id),
+                _ => None,
+            })
+            .collect();
+        // Sent but not marked: a later plan sends them again, and the
+        // duplicates are harmless (chunk leases, resume cursors).
+        self.store()
+            .mark_chunks_queued(&chunk_ids, now)
+            .await
+            .map_err(|error| format!("the chunks were enqueued but not marked queued: {error}"))
     }
 
     /// Renews the message's visibility and the lease every third of the
-    /// visibility timeout; completes only if the lease is lost.
+    /// visibility timeout, both at once, each within a short timeout (a
+    /// slow queue call must not delay the lease past its end); completes
+    /// only if the lease is lost.
     async fn heartbeat(&self, delivery: &Delivery, lease_key: &str, holder: &str) {
         let visibility = self.inner.config.visibility;
         let every = (visibility / 3).max(Duration::from_millis(200));
+        let limit = every.min(Duration::from_secs(10));
         loop {
             tokio::time::sleep(every).await;
-            if let Err(error) = self.inner.queue.set_visibility(delivery, visibility).await {
-                tracing::warn!(message = "Could not extend a job's visibility.", message_id = %delivery.message_id, %error);
-            }
-            match self
-                .store()
-                .renew_lease(
-                    lease_key,
-                    holder,
-                    time_span(visibility),
-                    OffsetDateTime::now_utc(),
-                )
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => return,
-                Err(error) => {
-                    tracing::warn!(message = "Could not renew a job's lease.", lease = %lease_key, %error);
-                }
-            }
-        }
-    }
-
-    /// Does the job's work.
-    async fn execute(&self, job: &Job) -> Attempt {
-        let practice = match self.store().get_practice(&job.practice_id).await {
-            Ok(Some(practice)) => practice,
-            Ok(None) => {
-                return Attempt::skipped(format!(
-                    "practice {:?} is not registered",
-                    job.practice_id
-                ));
-            }
-            Err(error) => return Attempt::failed("store", error.to_string()),
-        };
-        match practice.status {
-            PracticeStatus::Paused | PracticeStatus::Removed | PracticeStatus::AuthFailed => {
-                let _ = self
-                    .store()
-                    .release_inflight(&job.practice_id, &job.job_id)
-                    .await;
-                return Attempt::skipped(format!("the practice is {}", practice.status));
-            }
-            PracticeStatus::InitialSync | PracticeStatus::Active => {}
-        }
-        if job.kind == JobKind::Incremental && job.trigger == Trigger::Schedule {
-            // A scheduled job that no longer holds its practice's claim is
-            // redundant when another live job holds it (a Force Sync Now
-            // replaced it), or when a sync has succeeded since it was
-            // enqueued. Otherwise (its claim simply expired in a backlog)
-            // it still runs, so a long queue cannot starve a practice.
-            let now = OffsetDateTime::now_utc();
-            let claim = self
-                .store()
-                .inflight_job(&job.practice_id)
-                .await
-                .ok()
-                .flatten();
-            let ours = claim.as_ref().is_some_and(|(id, _)| id == &job.job_id);
-            let other_live = claim
-                .as_ref()
-                .is_some_and(|(id, until)| id != &job.job_id && *until > now);
-            let covered = practice
-                .last_success_at
-                .is_some_and(|at| at >= job.enqueued_at);
-            if other_live || (!ours && covered) {
-                return Attempt::skipped(
-                    "another job of the practice holds its claim, or a newer sync covered it"
-                        .to_owned(),
-                );
-            }
-        }
-        let connection = match self.inner.credentials.connection(&practice).await {
-            Ok(connection) => connection,
-            Err(error) if error.needs_reconnect => {
-                // Like an auth failure: a person must reconnect the
-                // practice; retrying cannot help.
-                let _ = self
-                    .store()
-                    .mark_auth_failed(&job.practice_id, &error.to_string())
-                    .await;
-                return Attempt::failed("auth", error.to_string());
-            }
-            Err(error) => return Attempt::failed("credentials", error.to_string()),
-        };
-        let org = match self.inner.client.connect(connection) {
-            Ok(org) => org,
-            Err(error) => return Attempt::failed("config", error.to_string()),
-        };
-        let attempt = match job.kind {
-            JobKind::Incremental | JobKind::Resync => self.incremental(job, &practice, &org).await,
-            JobKind::InitialPlan => self.initial_plan(job, &practice, &org).await,
-            JobKind::InitialChunk => self.initial_chunk(job, &org).await,
-            JobKind::WriteBack => {
-                Attempt::failed("unsupported", "write-back is not handled yet".to_owned())
-            }
-        };
-        attempt.with_stats(&org)
-    }
-
-    async fn incremental(&self, job: &Job, practice: &Practice, org: &OrgClient) -> Attempt {
-        if practice.status == PracticeStatus::InitialSync {
-            return Attempt::skipped("the practice's initial sync has not finished".to_owned());
-        }
-        match self
-            .inner
-            .syncer
-            .run_incremental(&job.practice_id, org)
-            .await
-        {
-            Ok(report) => {
-                let resources = report
-                    .resources
-                    .iter()
-                    .map(|r| ResourceCounts {
-                        resource: r.resource.name().to_owned(),
-                        fetched: count(r.fetched),
-                        written: count(r.written),
-                        error_class: r.error.as_ref().map(|(class, _)| class.clone()),
-                        error: r.error.as_ref().map(|(_, message)| message.clone()),
-                    })
-                    .collect::<Vec<_>>();
-                let first_error = report.resources.iter().find_map(|r| r.error.clone());
-                let mut attempt = Attempt {
-                    state: match report.status {
-                        RunStatus::Succeeded => RunState::Succeeded,
-                        RunStatus::Partial => RunState::Partial,
-                        RunStatus::Failed => RunState::Failed,
-                    },
-                    fetched: report.fetched(),
-                    written: report.resources.iter().map(|r| r.written).sum(),
-                    resources,
-                    error: first_error,
-                    stats: None,
-                };
-                if attempt
-                    .error
-                    .as_ref()
-                    .is_some_and(|(class, _)| class == "auth")
-                {
-                    attempt.state = RunState::Failed;
-                }
-                attempt
-            }
-            Err(error) => Attempt::from_error(&error),
-        }
-    }
-
-    async fn initial_plan(&self, job: &Job, practice: &Practice, org: &OrgClient) -> Attempt {
-        if practice.status != PracticeStatus::InitialSync {
-            return Attempt::skipped("the practice's initial sync is complete".to_owned());
-        }
-        let syncer = &self.inner.syncer;
-        let report = match syncer.plan_initial(&job.practice_id, org).await {
-            Ok(report) => report,
-            Err(error) => return Attempt::from_error(&error),
-        };
-        if let Some((resource, message)) = report.failures.first() {
-            // Planned resources keep their plan; the retry plans the rest
-            // and only then enqueues the chunks, once.
-            return Attempt::failed(
-                "plan",
-                format!(
-                    "{} of {} resources could not be planned; first, {resource}: {message}",
-                    report.failures.len(),
-                    ascend_client::Resource::ALL.len()
+            let (extended, renewed) = tokio::join!(
+                tokio::time::timeout(limit, self.inner.queue.set_visibility(delivery, visibility)),
+                tokio::time::timeout(
+                    limit,
+                    self.store().renew_lease(
+                        lease_key,
+                        holder,
+                        time_span(visibility),
+                        OffsetDateTime::now_utc(),
+                    )
                 ),
             );
-        }
-        let chunks = match self.store().pending_chunks(&job.practice_id).await {
-            Ok(chunks) => chunks,
-            Err(error) => return Attempt::failed("store", error.to_string()),
-        };
-        if chunks.is_empty() {
-            return match syncer.finish_initial(&job.practice_id).await {
-                Ok(_) => {
-                    let _ = self
-                        .store()
-                        .release_inflight(&job.practice_id, &job.job_id)
-                        .await;
-                    Attempt::succeeded(0, 0)
+            match extended {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(message = "Could not extend the job's visibility.", error = %error);
                 }
-                Err(error) => Attempt::from_error(&error),
-            };
-        }
-        let now = OffsetDateTime::now_utc();
-        let outgoing: Vec<Outgoing> = chunks
-            .iter()
-            .map(|chunk| Outgoing {
-                body: Job {
-                    job_id: format!("{}-c{}", job.job_id, chunk.chunk_id),
-                    practice_id: job.practice_id.clone(),
-                    kind: JobKind::InitialChunk,
-                    trigger: job.trigger,
-                    resource: Some(chunk.table.as_str().to_owned()),
-                    chunk_id: Some(chunk.chunk_id),
-                    range: None,
-                    enqueued_at: now,
+                Err(_) => {
+                    tracing::warn!(
+                        message = "Extending the job's visibility timed out.",
+                        limit_ms = limit.as_millis() as u64
+                    );
                 }
-                .encode(),
-                lane: if job.trigger == Trigger::Force {
-                    Lane::Priority
-                } else {
-                    Lane::Standard
-                },
-                delay: Duration::ZERO,
-            })
-            .collect();
-        if let Err(error) = self.inner.queue.send(&outgoing).await {
-            return Attempt::failed("queue", error.to_string());
+            }
+            match renewed {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => return,
+                Ok(Err(error)) => {
+                    tracing::warn!(message = "Could not renew the job's lease.", error = %error);
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        message = "Renewing the job's lease timed out.",
+                        limit_ms = limit.as_millis() as u64
+                    );
+                }
+            }
         }
-        let until = now + self.inner.config.initial_claim;
-        let _ = self
-            .store()
-            .extend_inflight(&job.practice_id, &job.job_id, until)
-            .await;
-        Attempt::succeeded(0, 0)
     }
 
-    async fn initial_chunk(&self, job: &Job, org: &OrgClient) -> Attempt {
-        let Some(chunk_id) = job.chunk_id else {
-            return Attempt::failed("job", "an initial_chunk job without a chunk id".to_owned());
+    /// Does the job's step and says what it answered.
+    async fn execute(&self, job: &Job) -> Step {
+        let store = self.store();
+        let practice = match store.get_practice(job.practice_id()).await {
+            Ok(practice) => practice,
+            Err(error) => return Step::failed(ErrorClass::Store, error.to_string()),
         };
-        let chunk = match self.store().get_chunk(chunk_id).await {
-            Ok(Some(chunk)) if chunk.practice_id == job.practice_id => chunk,
-            Ok(_) => {
-                return Attempt::skipped(format!(
-                    "chunk {chunk_id} does not exist for this practice (replanned?)"
-                ));
+        let claim = match &practice {
+            Some(p) => match store.inflight_job(&p.practice_id).await {
+                Ok(claim) => claim.map(|(job_id, until)| job::Claim { job_id, until }),
+                Err(error) => return Step::failed(ErrorClass::Store, error.to_string()),
+            },
+            None => None,
+        };
+        let view = practice.as_ref().map(|p| PracticeView {
+            status: p.status,
+            last_success_at: p.last_success_at,
+            claim,
+        });
+        let now = OffsetDateTime::now_utc();
+        if let job::Admission::Skip {
+            reason,
+            release_claim,
+        } = job::admit(job, view.as_ref(), now)
+        {
+            return Step::of(Outcome::Skipped {
+                reason,
+                release_claim,
+            });
+        }
+        let Some(practice) = practice else {
+            return Step::failed(ErrorClass::State, "the practice vanished".to_owned());
+        };
+        let opened = match self.inner.credentials.connection(&practice).await {
+            Ok(opened) => opened,
+            Err(error) => {
+                // A sealed value that does not open for its practice, or
+                // none at all: like a refusal, a person must reconnect it.
+                let class = if error.needs_reconnect {
+                    ErrorClass::Auth
+                } else {
+                    ErrorClass::Credentials
+                };
+                let mut step = Step::failed(class, error.to_string());
+                step.credential_version = Some(practice.credential_version);
+                return step;
             }
-            Err(error) => return Attempt::failed("store", error.to_string()),
+        };
+        let version = opened.version;
+        let org = match self.inner.client.connect(opened.connection) {
+            Ok(org) => org,
+            Err(error) => return Step::failed(ErrorClass::Config, error.to_string()),
+        };
+        let mut step = match job {
+            Job::Incremental { .. } => self.incremental(job, &org).await,
+            Job::InitialPlan { .. } => self.initial_plan(job, &org).await,
+            Job::InitialChunk { chunk_id, .. } => self.initial_chunk(job, *chunk_id, &org).await,
+        };
+        step.stats = Some(org.stats());
+        step.credential_version = Some(version);
+        step
+    }
+
+    async fn incremental(&self, job: &Job, org: &OrgClient) -> Step {
+        let report = match self
+            .inner
+            .syncer
+            .run_incremental(job.practice_id(), org)
+            .await
+        {
+            Ok(report) => report,
+            Err(error) => return Step::failed(error.class(), error.to_string()),
+        };
+        let resources = report
+            .resources
+            .iter()
+            .map(|r| ResourceCounts {
+                resource: r.resource.name().to_owned(),
+                fetched: count(r.fetched),
+                written: count(r.written),
+                error_class: r.error.as_ref().map(|(class, _)| class.as_str().to_owned()),
+                error: r.error.as_ref().map(|(_, message)| message.clone()),
+            })
+            .collect();
+        Step {
+            fetched: report.fetched(),
+            written: report.resources.iter().map(|r| r.written).sum(),
+            resources,
+            ..Step::of(Outcome::Incremental {
+                resources: report
+                    .resources
+                    .into_iter()
+                    .map(|r| (r.resource, r.error))
+                    .collect(),
+            })
+        }
+    }
+
+    async fn initial_plan(&self, job: &Job, org: &OrgClient) -> Step {
+        let practice_id = job.practice_id();
+        let report = match self.inner.syncer.plan_initial(practice_id, org).await {
+            Ok(report) => report,
+            Err(error) => return Step::failed(error.class(), error.to_string()),
+        };
+        let chunks = match self.store().pending_chunks(practice_id).await {
+            Ok(chunks) => chunks,
+            Err(error) => return Step::failed(ErrorClass::Store, error.to_string()),
+        };
+        let now = OffsetDateTime::now_utc();
+        let queued_since = now - time_span(sync_core::schedule::CHUNK_QUEUED_FOR);
+        Step::of(Outcome::Planned {
+            unplanned: report.failures,
+            pending: chunks
+                .iter()
+                .map(|chunk| PendingChunk {
+                    chunk_id: chunk.chunk_id,
+                    resource: chunk.table.resource(),
+                    queued: chunk.queued_at.is_some_and(|at| at > queued_since),
+                })
+                .collect(),
+        })
+    }
+
+    async fn initial_chunk(&self, job: &Job, chunk_id: i64, org: &OrgClient) -> Step {
+        let practice_id = job.practice_id();
+        let chunk = match self.store().get_chunk(chunk_id).await {
+            Ok(Some(chunk)) if chunk.practice_id == practice_id => chunk,
+            Ok(_) => {
+                return Step::of(Outcome::Skipped {
+                    reason: format!(
+                        "chunk {chunk_id} does not exist for this practice (replanned?)"
+                    ),
+                    release_claim: false,
+                });
+            }
+            Err(error) => return Step::failed(ErrorClass::Store, error.to_string()),
         };
         let syncer = &self.inner.syncer;
-        let mut attempt = if chunk.status == store::ChunkStatus::Done {
-            Attempt::succeeded(0, 0)
+        let (fetched, written) = if chunk.status == store::ChunkStatus::Done {
+            (0, 0)
         } else {
-            match syncer.run_chunk(&job.practice_id, org, &chunk).await {
-                Ok(report) => Attempt::succeeded(report.fetched, report.written),
-                Err(error) => return Attempt::from_error(&error),
+            match syncer.run_chunk(practice_id, org, &chunk).await {
+                Ok(report) => (report.fetched, report.written),
+                Err(error) => return Step::failed(error.class(), error.to_string()),
             }
         };
-        attempt.resources = vec![ResourceCounts {
-            resource: chunk.table.as_str().to_owned(),
-            fetched: count(attempt.fetched),
-            written: count(attempt.written),
-            error_class: None,
-            error: None,
-        }];
-        // The practice's claim lives while its chunks progress; the last
-        // chunk to finish turns the practice active and frees the claim.
-        match syncer.finish_initial(&job.practice_id).await {
-            Ok(true) => {
-                if let Ok(Some((claim, _))) = self.store().inflight_job(&job.practice_id).await {
-                    let _ = self
-                        .store()
-                        .release_inflight(&job.practice_id, &claim)
-                        .await;
-                }
-            }
-            Ok(false) => {
-                if let Ok(Some((claim, _))) = self.store().inflight_job(&job.practice_id).await {
-                    let until = OffsetDateTime::now_utc() + self.inner.config.initial_claim;
-                    let _ = self
-                        .store()
-                        .extend_inflight(&job.practice_id, &claim, until)
-                        .await;
-                }
-            }
-            Err(error) => return Attempt::from_error(&error),
+        let (unplanned, pending) = match syncer.initial_progress(practice_id).await {
+            Ok(progress) => progress,
+            Err(error) => return Step::failed(error.class(), error.to_string()),
+        };
+        Step {
+            fetched,
+            written,
+            resources: vec![ResourceCounts {
+                resource: chunk.table.as_str().to_owned(),
+                fetched: count(fetched),
+                written: count(written),
+                error_class: None,
+                error: None,
+            }],
+            ..Step::of(Outcome::ChunkDone { unplanned, pending })
         }
-        attempt
     }
 
     /// Moves a message to the dead letters with its reason, and records it.
@@ -674,116 +695,67 @@ impl Worker {
                     .tally
                     .dead_lettered
                     .fetch_add(1, Ordering::Relaxed);
-                if let Some(job) = job {
-                    let _ = self
+                if let Some(job) = job
+                    && let Err(error) = self
                         .store()
-                        .mark_job_dead_lettered(&job.job_id, Some(reason))
-                        .await;
+                        .mark_job_dead_lettered(job.job_id(), Some(reason))
+                        .await
+                {
+                    tracing::warn!(message = "A dead letter could not be recorded in sync history; `dlq list` still shows it.", error = %error);
                 }
             }
             Err(error) => {
                 // It stays on the queue and comes back; after
                 // max_receive_count the queue dead-letters it itself.
-                tracing::warn!(message = "Could not move a message to the dead letters.", message_id = %delivery.message_id, %error);
+                tracing::warn!(message = "Could not move a message to the dead letters.", message_id = %delivery.message_id, error = %error);
             }
         }
     }
 
-    /// Deletes, delays or leaves the message as the job's end says.
-    async fn settle(&self, delivery: &Delivery, job: &Job, disposition: Disposition) {
+    /// Settles the message as the rules said.
+    async fn settle(&self, delivery: &Delivery, job: &Job, settle: Settle) {
         let queue = &self.inner.queue;
         let tally = &self.inner.tally;
-        let result = match disposition {
-            Disposition::Done(state) => {
-                if state == RunState::Skipped {
-                    tally.skipped.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    tally.succeeded.fetch_add(1, Ordering::Relaxed);
-                }
-                queue.delete(delivery).await
-            }
-            Disposition::Retry => {
+        let result = match settle {
+            Settle::Delete => queue.delete(delivery).await,
+            Settle::RetryAfter(after) => {
                 tally.retried.fetch_add(1, Ordering::Relaxed);
                 if delivery.receive_count >= queue.settings().max_receive_count {
                     tally.dead_lettered.fetch_add(1, Ordering::Relaxed);
                 }
-                let config = &self.inner.config;
-                let backoff = schedule::retry_backoff(
-                    delivery.receive_count,
-                    &job.job_id,
-                    config.first_backoff,
-                    config.max_backoff,
-                );
-                queue.set_visibility(delivery, backoff).await
+                queue.set_visibility(delivery, after).await
             }
-            Disposition::Busy { after } => queue.set_visibility(delivery, after).await,
+            Settle::Requeue { delay } => {
+                // The copy first: a crash in between leaves a duplicate,
+                // never a loss.
+                match queue
+                    .send(&[job.outgoing(delay.min(queue::MAX_DELAY))])
+                    .await
+                {
+                    Ok(_) => queue.delete(delivery).await,
+                    Err(error) => Err(error),
+                }
+            }
+            Settle::Release => queue.set_visibility(delivery, Duration::ZERO).await,
+            Settle::DeadLetter { reason } => {
+                self.dead_letter(delivery, Some(job), &reason).await;
+                Ok(())
+            }
+            Settle::Leave => Ok(()),
         };
         if let Err(error) = result {
-            tracing::warn!(message = "Could not settle a job's message; it comes back after its visibility timeout.", job_id = %job.job_id, %error);
+            tracing::warn!(message = "Could not settle the job's message; it comes back after its visibility timeout.", error = %error);
         }
     }
-}
-
-/// Enqueues a Force Sync Now for a practice, folding into a running sync.
-pub async fn force_sync(
-    store: &Store,
-    queue: &Queue,
-    practice_id: &str,
-    trigger: Trigger,
-    claim_for: Duration,
-) -> Result<ForceDecision, ForceError> {
-    let now = OffsetDateTime::now_utc();
-    let job_id = format!("force-{}-{}", crate::sync::new_run_id(), practice_id);
-    let decision = store
-        .request_force(practice_id, now, &job_id, time_span(claim_for))
-        .await?;
-    if let ForceDecision::Enqueue { job_id } = &decision {
-        let practice = store.get_practice(practice_id).await?;
-        let kind = match practice.map(|p| p.status) {
-            Some(PracticeStatus::InitialSync) => JobKind::InitialPlan,
-            _ => JobKind::Incremental,
-        };
-        let job = Job {
-            job_id: job_id.clone(),
-            practice_id: practice_id.to_owned(),
-            kind,
-            trigger,
-            resource: None,
-            chunk_id: None,
-            range: None,
-            enqueued_at: now,
-        };
-        let sent = queue
-            .send(&[Outgoing {
-                body: job.encode(),
-                lane: Lane::Priority,
-                delay: Duration::ZERO,
-            }])
-            .await;
-        if let Err(error) = sent {
-            let _ = store.release_inflight(practice_id, job_id).await;
-            return Err(error.into());
-        }
-    }
-    Ok(decision)
-}
-
-/// Why a Force Sync Now could not be enqueued.
-#[derive(Debug, thiserror::Error)]
-pub enum ForceError {
-    #[error("store: {0}")]
-    Store(#[from] store::StoreError),
-    #[error("queue: {0}; nothing was enqueued, try again")]
-    Queue(#[from] queue::QueueError),
 }
 
 /// The lease that makes duplicate deliveries of a job harmless: one per
 /// practice for the jobs that touch its watermarks and plan, one per
 /// chunk for the initial sync's parallel chunks.
 fn lease_key(job: &Job) -> String {
-    match (job.kind, job.chunk_id) {
-        (JobKind::InitialChunk, Some(chunk_id)) => store::chunk_lease_key(chunk_id),
-        _ => store::practice_lease_key(&job.practice_id),
+    match job {
+        Job::InitialChunk { chunk_id, .. } => store::chunk_lease_key(*chunk_id),
+        _ => store::practice_lease_key(job.practice_id()),
     }
 }
 
@@ -809,92 +781,40 @@ async fn wait_true(rx: &mut watch::Receiver<bool>) {
     }
 }
 
-/// The result of one attempt, before it is recorded.
-struct Attempt {
-    state: RunState,
+/// What a step answered, with what it counted.
+struct Step {
+    outcome: Outcome,
     fetched: u64,
     written: u64,
     resources: Vec<ResourceCounts>,
-    error: Option<(String, String)>,
     stats: Option<ascend_client::Stats>,
+    /// The credential version the job opened (or the practice's, if it
+    /// could not open them).
+    credential_version: Option<i64>,
 }
 
-impl Attempt {
-    fn succeeded(fetched: u64, written: u64) -> Attempt {
-        Attempt {
-            state: RunState::Succeeded,
-            fetched,
-            written,
+impl Default for Step {
+    fn default() -> Self {
+        Step::of(Outcome::Failed {
+            class: ErrorClass::Shutdown,
+            message: String::new(),
+        })
+    }
+}
+
+impl Step {
+    fn of(outcome: Outcome) -> Step {
+        Step {
+            outcome,
+            fetched: 0,
+            written: 0,
             resources: Vec::new(),
-            error: None,
             stats: None,
+            credential_version: None,
         }
     }
 
-    fn skipped(why: String) -> Attempt {
-        Attempt {
-            state: RunState::Skipped,
-            error: Some(("skipped".to_owned(), why)),
-            ..Attempt::succeeded(0, 0)
-        }
-    }
-
-    fn failed(class: &str, message: String) -> Attempt {
-        Attempt {
-            state: RunState::Failed,
-            error: Some((class.to_owned(), message)),
-            ..Attempt::succeeded(0, 0)
-        }
-    }
-
-    fn from_error(error: &SyncError) -> Attempt {
-        match error {
-            SyncError::NotSyncable { .. } => Attempt::skipped(error.to_string()),
-            _ => Attempt::failed(error.class(), error.to_string()),
-        }
-    }
-
-    fn with_stats(mut self, org: &OrgClient) -> Attempt {
-        self.stats = Some(org.stats());
-        self
-    }
-
-    /// What to do with the message.
-    fn disposition(&self) -> Disposition {
-        match self.state {
-            RunState::Succeeded | RunState::Partial | RunState::Skipped => {
-                Disposition::Done(self.state)
-            }
-            // Auth: a person must act (the practice is auth_failed and
-            // no longer scheduled); retrying cannot help.
-            RunState::Failed
-                if self
-                    .error
-                    .as_ref()
-                    .is_some_and(|(class, _)| class == "auth") =>
-            {
-                Disposition::Done(RunState::Failed)
-            }
-            _ => Disposition::Retry,
-        }
-    }
-}
-
-fn attempt_end(state: RunState, attempt: Attempt) -> RunEnd {
-    let stats = attempt.stats.unwrap_or_default();
-    let (error_class, error_message) = match attempt.error {
-        Some((class, message)) => (Some(class), Some(message)),
-        None => (None, None),
-    };
-    RunEnd {
-        status: state,
-        ended_at: OffsetDateTime::now_utc(),
-        resources: attempt.resources,
-        fetched: count(attempt.fetched),
-        written: count(attempt.written),
-        api_calls: count(stats.calls),
-        bytes: count(stats.bytes),
-        error_class,
-        error_message,
+    fn failed(class: ErrorClass, message: String) -> Step {
+        Step::of(Outcome::Failed { class, message })
     }
 }

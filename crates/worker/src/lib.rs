@@ -7,14 +7,16 @@
 //!
 //! [`jobs::Worker`] is the job loop in front of [`Syncer`]: it takes jobs
 //! from the queue, runs each under its lease with a heartbeat and a
-//! deadline, records every attempt in sync history, and settles the
-//! message (delete on success, back off on failure, dead letters for
-//! poison). The demo and the engine's tests call [`Syncer`] directly.
+//! deadline, records every attempt in sync history, and executes what the
+//! job rules (`sync_core::job`) decide. Every sync runs as jobs through
+//! it: production, the demo, the `sync` command and the tests
+//! ([`drain::run_until_idle`] runs a worker until its queue is empty).
 //!
 //! [`credentials::VaultCredentials`] gives each job its practice's
 //! connection, opened from the store's sealed credentials by the vault.
 
 pub mod credentials;
+pub mod drain;
 mod error;
 pub mod jobs;
 mod sync;
@@ -23,5 +25,5 @@ pub mod verify;
 pub use error::SyncError;
 pub use sync::{
     ChunkReport, InitialReport, Progress, ReplayReport, ResourceOutcome, RunReport, RunStatus,
-    SyncConfig, Syncer,
+    SyncConfig, Syncer, new_run_id,
 };

@@ -5,9 +5,9 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ascend_client::{AscendId, ClientError, ListQuery, OrgClient, Page, Resource};
+use ascend_client::{AscendId, ClientError, ErrorClass, ListQuery, OrgClient, Page, Resource};
 use blob::{Archive, PageKey};
-use store::{Checkpoint, Chunk, LandedRow, NewChunk, PracticeStatus, Store, SyncPhase, Table};
+use store::{Checkpoint, Chunk, LandedRow, NewChunk, Store, SyncPhase, Table};
 use sync_core::plan::{self, ChunkWindow, IdRange};
 use sync_core::{Scope, watermark};
 use time::OffsetDateTime;
@@ -89,7 +89,7 @@ pub struct ResourceOutcome {
     pub fetched: u64,
     pub written: u64,
     /// Error class and message, when the resource failed.
-    pub error: Option<(String, String)>,
+    pub error: Option<(ErrorClass, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,13 +123,7 @@ pub struct ReplayReport {
 }
 
 fn table(resource: Resource) -> Table {
-    // The store's tables are named by `Resource::name()`; a mismatch is a
-    // programming error caught by the test `every_resource_has_a_table`.
-    resource.name().parse().unwrap_or(Table::Locations)
-}
-
-fn resource_of(table: Table) -> Option<Resource> {
-    table.as_str().parse().ok()
+    Table::of(resource)
 }
 
 /// A new run id: UTC time and a random suffix, `[0-9A-Za-z-]` only.
@@ -178,23 +172,14 @@ impl Syncer {
         }
     }
 
-    /// The practice's scope, if it may be synced: a paused or removed
-    /// practice is never asked for again (its data stays as it is).
+    /// The practice's scope. Whether it may be synced at all is the job
+    /// rules' (`sync_core::job::admit`), asked before any of this runs.
     async fn scope(&self, practice_id: &str) -> Result<Scope, SyncError> {
         let practice = self
             .store
             .get_practice(practice_id)
             .await?
             .ok_or_else(|| SyncError::UnknownPractice(practice_id.to_owned()))?;
-        if matches!(
-            practice.status,
-            PracticeStatus::Paused | PracticeStatus::Removed
-        ) {
-            return Err(SyncError::NotSyncable {
-                practice_id: practice_id.to_owned(),
-                status: practice.status.to_string(),
-            });
-        }
         Ok(Scope {
             location_id: u64::try_from(practice.location_id).ok().filter(|l| *l > 0),
         })
@@ -300,8 +285,8 @@ impl Syncer {
                     report.count_calls += calls;
                     span
                 }
-                Err(error) if error.class() == "auth" => return Err(error.into()),
-                Err(error) if error.class() == "not_offered" => {
+                Err(error) if error.class() == ErrorClass::Auth => return Err(error.into()),
+                Err(error) if error.class() == ErrorClass::NotOffered => {
                     // Nothing to pull: planned as empty, so the initial sync
                     // can complete; incremental cycles keep asking (one call)
                     // and record the error until the vendor offers it.
@@ -335,7 +320,7 @@ impl Syncer {
             .await;
             let planned = match planned {
                 Ok(planned) => planned,
-                Err(error) if error.class() == "auth" => return Err(error.into()),
+                Err(error) if error.class() == ErrorClass::Auth => return Err(error.into()),
                 Err(error) => {
                     self.store
                         .set_last_error(practice_id, t, Some(&error.to_string()))
@@ -420,9 +405,7 @@ impl Syncer {
             chunk_id: chunk.chunk_id,
             ..ChunkReport::default()
         };
-        let Some(resource) = resource_of(chunk.table) else {
-            return Ok(report);
-        };
+        let resource = chunk.table.resource();
         let scope = self.scope(practice_id).await?;
         let window = ChunkWindow::decode(&chunk.filter)?;
         let range = IdRange {
@@ -482,97 +465,21 @@ impl Syncer {
         }
     }
 
-    /// Runs the initial sync to the end: plans what is not planned, pulls
-    /// every pending chunk (priority first, `concurrency` at once), and when
-    /// every chunk is done turns the practice active and its resources to
-    /// incremental.
-    pub async fn run_initial(
-        &self,
-        practice_id: &str,
-        org: &OrgClient,
-    ) -> Result<InitialReport, SyncError> {
-        self.scope(practice_id).await?;
-        self.store
-            .set_practice_status(practice_id, PracticeStatus::InitialSync, None)
-            .await?;
-        let mut report = self.plan_initial(practice_id, org).await?;
-        let chunks = self.store.pending_chunks(practice_id).await?;
-        let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
-        let mut tasks = JoinSet::new();
-        for chunk in chunks {
-            let (syncer, org, permits) = (self.clone(), org.clone(), permits.clone());
-            let practice_id = practice_id.to_owned();
-            tasks.spawn(async move {
-                let _permit = permits.acquire_owned().await;
-                let outcome = syncer.run_chunk(&practice_id, &org, &chunk).await;
-                (chunk, outcome)
-            });
-        }
-        let mut auth_error = None;
-        while let Some(joined) = tasks.join_next().await {
-            let Ok((chunk, outcome)) = joined else {
-                continue;
-            };
-            match outcome {
-                Ok(chunk_report) => {
-                    report.chunks_run += 1;
-                    report.fetched += chunk_report.fetched;
-                    report.written += chunk_report.written;
-                }
-                Err(error) => {
-                    if error.is_auth() {
-                        auth_error = Some(error);
-                        tasks.abort_all();
-                        continue;
-                    }
-                    self.store
-                        .set_last_error(practice_id, chunk.table, Some(&error.to_string()))
-                        .await?;
-                    if let Some(resource) = resource_of(chunk.table) {
-                        report.failures.push((resource, error.to_string()));
-                    }
-                }
-            }
-        }
-        if let Some(error) = auth_error {
-            self.store
-                .mark_auth_failed(practice_id, &error.to_string())
-                .await?;
-            return Err(error);
-        }
-        report.complete = report.failures.is_empty() && self.finish_initial(practice_id).await?;
-        Ok(report)
-    }
-
-    /// Ends a practice's initial sync if it is complete: every resource
-    /// planned and every chunk done. Then its resources turn incremental
-    /// and the practice active. Returns whether it is complete; calling it
-    /// again is harmless (the last chunks of a fleet may race here).
-    pub async fn finish_initial(&self, practice_id: &str) -> Result<bool, SyncError> {
+    /// How far the practice's initial sync is: resources not planned yet,
+    /// and chunks still pending. Both zero: complete
+    /// (`sync_core::job::initial_sync_complete`).
+    pub async fn initial_progress(&self, practice_id: &str) -> Result<(usize, usize), SyncError> {
         let states = self.store.list_sync_states(practice_id).await?;
-        let planned = Resource::ALL.iter().all(|&resource| {
-            states
-                .iter()
-                .any(|s| s.table == table(resource) && s.expected_count.is_some())
-        });
-        if !planned || !self.store.pending_chunks(practice_id).await?.is_empty() {
-            return Ok(false);
-        }
-        for &resource in Resource::ALL {
-            self.store
-                .set_sync_phase(practice_id, table(resource), SyncPhase::Incremental)
-                .await?;
-        }
-        let practice = self.store.get_practice(practice_id).await?;
-        if practice.is_some_and(|p| p.status == PracticeStatus::InitialSync) {
-            self.store
-                .set_practice_status(practice_id, PracticeStatus::Active, None)
-                .await?;
-            self.store
-                .mark_success(practice_id, OffsetDateTime::now_utc())
-                .await?;
-        }
-        Ok(true)
+        let unplanned = Resource::ALL
+            .iter()
+            .filter(|&&resource| {
+                !states
+                    .iter()
+                    .any(|s| s.table == table(resource) && s.expected_count.is_some())
+            })
+            .count();
+        let pending = self.store.pending_chunks(practice_id).await?.len();
+        Ok((unplanned, pending))
     }
 
     /// One incremental pass over one resource: everything changed since the
@@ -639,14 +546,15 @@ impl Syncer {
                 .store
                 .set_last_error(practice_id, table(resource), Some(&message))
                 .await;
-            outcome.error = Some((error.class().to_owned(), message));
+            outcome.error = Some((error.class(), message));
         }
         outcome
     }
 
     /// One incremental cycle over every resource, `concurrency` at once. A
-    /// resource that fails does not stop the others; an auth failure marks
-    /// the practice `auth_failed`.
+    /// resource that fails does not stop the others. What the cycle's
+    /// outcome means for the practice is the job rules'
+    /// (`sync_core::job::conclude`).
     pub async fn run_incremental(
         &self,
         practice_id: &str,
@@ -683,17 +591,6 @@ impl Syncer {
             n if n == resources.len() => RunStatus::Failed,
             _ => RunStatus::Partial,
         };
-        if let Some((_, message)) = resources
-            .iter()
-            .filter_map(|r| r.error.as_ref())
-            .find(|(class, _)| class == "auth")
-        {
-            self.store.mark_auth_failed(practice_id, message).await?;
-        } else if status != RunStatus::Failed {
-            self.store
-                .mark_success(practice_id, OffsetDateTime::now_utc())
-                .await?;
-        }
         Ok(RunReport {
             run_id,
             status,
@@ -766,15 +663,6 @@ fn landed_rows(page: &Page) -> Result<Vec<LandedRow<'_>>, SyncError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_resource_has_a_table() {
-        for &resource in Resource::ALL {
-            let parsed: Result<Table, _> = resource.name().parse();
-            assert!(parsed.is_ok(), "{resource} has no table");
-            assert_eq!(parsed.ok().and_then(resource_of), Some(resource));
-        }
-    }
 
     #[test]
     fn run_ids_are_unique_and_safe_for_keys() {

@@ -20,7 +20,6 @@ use crate::{
 };
 
 mod db_only;
-mod job;
 mod sqs_only;
 
 pub(crate) const ENDPOINT_VAR: &str = "ASCEND_SYNC_TEST_AWS_ENDPOINT";

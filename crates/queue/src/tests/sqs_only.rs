@@ -427,16 +427,13 @@ async fn a_dead_letter_without_lane_goes_back_by_its_body() {
     )
     .await
     .expect("queues");
-    let forced = crate::Job {
-        job_id: "j-1".into(),
-        practice_id: "p-1".into(),
-        kind: crate::JobKind::Incremental,
-        trigger: crate::Trigger::Force,
-        resource: None,
-        chunk_id: None,
-        range: None,
-        enqueued_at: time::OffsetDateTime::now_utc(),
-    };
+    let forced = crate::Job::for_practice(
+        store::PracticeStatus::Active,
+        "j-1".into(),
+        "p-1".into(),
+        crate::Trigger::Force,
+        time::OffsetDateTime::now_utc(),
+    );
     for body in [forced.encode(), "not a job".to_owned()] {
         queue
             .client

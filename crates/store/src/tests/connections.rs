@@ -257,11 +257,37 @@ async fn a_practice_resumes_where_it_was(store: Store) {
     );
 }
 
+fn failure(detail: &str, credential_version: i64) -> crate::AuthFailure {
+    crate::AuthFailure {
+        detail: detail.into(),
+        credential_version,
+        actor: "worker:w-1".into(),
+    }
+}
+
 async fn auth_failed_never_overrides_a_person(store: Store) {
     connect(&store, PRACTICE, 1).await;
+    let version = |store: Store| async move {
+        store
+            .credentials_for_job(PRACTICE)
+            .await
+            .expect("reads")
+            .expect("connected")
+            .1
+    };
+    let v1 = version(store.clone()).await;
+    assert_eq!(
+        store
+            .get_practice(PRACTICE)
+            .await
+            .expect("reads")
+            .expect("exists")
+            .credential_version,
+        v1
+    );
     assert!(
         store
-            .mark_auth_failed(PRACTICE, "401 from the token endpoint")
+            .mark_auth_failed(PRACTICE, &failure("401 from the token endpoint", v1))
             .await
             .expect("marks")
     );
@@ -276,6 +302,13 @@ async fn auth_failed_never_overrides_a_person(store: Store) {
         Some("401 from the token endpoint")
     );
     let since = failed.status_changed_at.expect("since when");
+    let audit = store.audit_log(Some(PRACTICE), 10).await.expect("reads");
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.action == "practice.auth_failed" && r.actor == "worker:w-1"),
+        "marking auth_failed is audited: {audit:?}"
+    );
 
     let resumed = store
         .replace_credentials(PRACTICE, &sealed(2), ACTOR)
@@ -284,6 +317,23 @@ async fn auth_failed_never_overrides_a_person(store: Store) {
     assert_eq!(resumed.status, PracticeStatus::InitialSync);
     assert_eq!(resumed.status_detail, None);
     assert!(resumed.status_changed_at.expect("set") >= since);
+    let v2 = version(store.clone()).await;
+    assert!(v2 > v1, "a rotation raises the version: {v1} -> {v2}");
+
+    // A job that opened the old credentials fails late: the rotation wins.
+    assert!(
+        !store
+            .mark_auth_failed(PRACTICE, &failure("late 401 with the old secret", v1))
+            .await
+            .expect("runs"),
+        "a job of an older credential version undid a rotation"
+    );
+    let still = store
+        .get_practice(PRACTICE)
+        .await
+        .expect("reads")
+        .expect("exists");
+    assert_eq!(still.status, PracticeStatus::InitialSync);
 
     store
         .disable_practice(PRACTICE, ACTOR)
@@ -291,7 +341,7 @@ async fn auth_failed_never_overrides_a_person(store: Store) {
         .expect("disables");
     assert!(
         !store
-            .mark_auth_failed(PRACTICE, "late failure of a running job")
+            .mark_auth_failed(PRACTICE, &failure("late failure of a running job", v2))
             .await
             .expect("runs"),
         "a running job's auth failure does not undo a person's pause"

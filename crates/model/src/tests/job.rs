@@ -4,19 +4,42 @@ use serde_json::{Value, json};
 use time::macros::datetime;
 
 use crate::job::{ECHO_LIMIT, MAX_ID_LEN};
-use crate::{IdRange, JOB_VERSION, Job, JobError, JobKind, Lane, Trigger};
+use crate::{
+    JOB_VERSION, Job, JobError, JobKind, JobMeta, Lane, PracticeStatus, Resource, Trigger,
+};
 
-fn chunk_job() -> Job {
-    Job {
+fn meta(trigger: Trigger) -> JobMeta {
+    JobMeta {
         job_id: "job-1".into(),
         practice_id: "practice-1".into(),
-        kind: JobKind::InitialChunk,
-        trigger: Trigger::Schedule,
-        resource: Some("patients".into()),
-        chunk_id: Some(42),
-        range: Some(IdRange { from: 1, to: 5000 }),
+        trigger,
         enqueued_at: datetime!(2025-01-02 03:04:05.123456 UTC),
     }
+}
+
+fn chunk_job() -> Job {
+    Job::InitialChunk {
+        meta: meta(Trigger::Schedule),
+        resource: Resource::Patients,
+        chunk_id: 42,
+    }
+}
+
+/// A job of each kind with `trigger`.
+fn every_kind(trigger: Trigger) -> Vec<Job> {
+    vec![
+        Job::InitialPlan {
+            meta: meta(trigger),
+        },
+        Job::InitialChunk {
+            meta: meta(trigger),
+            resource: Resource::TxCases,
+            chunk_id: 7,
+        },
+        Job::Incremental {
+            meta: meta(trigger),
+        },
+    ]
 }
 
 /// A valid body as JSON, to be damaged by a test.
@@ -41,7 +64,6 @@ fn encode_writes_the_documented_wire_form() {
             "trigger": "schedule",
             "resource": "patients",
             "chunk_id": 42,
-            "range": {"from": 1, "to": 5000},
             "enqueued_at": "2025-01-02T03:04:05.123456Z",
         })
     );
@@ -53,40 +75,24 @@ fn encode_writes_the_documented_wire_form() {
 
 #[test]
 fn every_kind_and_trigger_round_trips() {
-    for kind in JobKind::ALL {
-        for trigger in Trigger::ALL {
-            let job = Job {
-                kind,
-                trigger,
-                chunk_id: Some(7),
-                ..chunk_job()
-            };
+    for trigger in Trigger::ALL {
+        let jobs = every_kind(trigger);
+        let kinds: Vec<JobKind> = jobs.iter().map(Job::kind).collect();
+        assert_eq!(kinds, JobKind::ALL);
+        for job in jobs {
             assert_eq!(Job::decode(&job.encode()), Ok(job));
         }
     }
     let names: Vec<&str> = JobKind::ALL.iter().map(|k| k.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "initial_plan",
-            "initial_chunk",
-            "incremental",
-            "resync",
-            "write_back"
-        ]
-    );
+    assert_eq!(names, ["initial_plan", "initial_chunk", "incremental"]);
     let names: Vec<&str> = Trigger::ALL.iter().map(|t| t.as_str()).collect();
-    assert_eq!(names, ["schedule", "force", "admin", "redrive"]);
+    assert_eq!(names, ["schedule", "force", "admin"]);
 }
 
 #[test]
-fn optional_fields_are_left_out_and_read_back_as_none() {
-    let job = Job {
-        kind: JobKind::Incremental,
-        resource: None,
-        chunk_id: None,
-        range: None,
-        ..chunk_job()
+fn fields_a_kind_does_not_have_are_left_out_and_ignored() {
+    let job = Job::Incremental {
+        meta: meta(Trigger::Schedule),
     };
     let body = job.encode();
     let value: Value = serde_json::from_str(&body).expect("JSON");
@@ -95,24 +101,46 @@ fn optional_fields_are_left_out_and_read_back_as_none() {
         assert!(!object.contains_key(absent), "{absent} is left out");
     }
     assert_eq!(Job::decode(&body), Ok(job.clone()));
-    // null reads as absent.
+    // null reads as absent; a chunk field on another kind is ignored.
     let mut with_nulls = value.clone();
     with_nulls["resource"] = Value::Null;
-    with_nulls["chunk_id"] = Value::Null;
-    with_nulls["range"] = Value::Null;
+    with_nulls["chunk_id"] = json!(3);
     assert_eq!(decode_value(&with_nulls), Ok(job));
 }
 
 #[test]
+fn constructors_choose_the_kind_and_name_chunks_after_their_plan() {
+    let now = datetime!(2025-01-02 03:04:05 UTC);
+    let make = |status| Job::for_practice(status, "j".into(), "p".into(), Trigger::Force, now);
+    assert_eq!(
+        make(PracticeStatus::InitialSync).kind(),
+        JobKind::InitialPlan
+    );
+    assert_eq!(make(PracticeStatus::Active).kind(), JobKind::Incremental);
+    let plan = make(PracticeStatus::InitialSync);
+    let chunk = Job::chunk(plan.meta(), Resource::Visits, 12, now);
+    assert_eq!(chunk.job_id(), "j-c12");
+    assert_eq!(chunk.practice_id(), "p");
+    assert_eq!(chunk.meta().trigger, Trigger::Force);
+    assert!(matches!(
+        chunk,
+        Job::InitialChunk {
+            resource: Resource::Visits,
+            chunk_id: 12,
+            ..
+        }
+    ));
+}
+
+#[test]
 fn enqueued_at_is_written_in_utc_and_any_offset_is_read() {
-    let job = Job {
-        enqueued_at: datetime!(2025-01-02 05:04:05 +02:00),
-        ..chunk_job()
-    };
+    let mut at_offset = meta(Trigger::Schedule);
+    at_offset.enqueued_at = datetime!(2025-01-02 05:04:05 +02:00);
+    let job = Job::Incremental { meta: at_offset };
     let value: Value = serde_json::from_str(&job.encode()).expect("JSON");
     assert_eq!(value["enqueued_at"], "2025-01-02T03:04:05Z");
     let decoded = Job::decode(&job.encode()).expect("decodes");
-    assert_eq!(decoded.enqueued_at, job.enqueued_at);
+    assert_eq!(decoded.meta().enqueued_at, job.meta().enqueued_at);
 }
 
 #[test]
@@ -239,6 +267,16 @@ fn values_that_make_no_job_are_invalid() {
         ),
         ("empty resource", Box::new(|v| v["resource"] = json!(""))),
         (
+            "unknown resource",
+            Box::new(|v| v["resource"] = json!("invoices")),
+        ),
+        (
+            "chunk without resource",
+            Box::new(|v| {
+                v.as_object_mut().expect("object").remove("resource");
+            }),
+        ),
+        (
             "control character",
             Box::new(|v| v["practice_id"] = json!("p\u{0}1")),
         ),
@@ -247,14 +285,6 @@ fn values_that_make_no_job_are_invalid() {
             Box::new(|v| {
                 v.as_object_mut().expect("object").remove("chunk_id");
             }),
-        ),
-        (
-            "empty range",
-            Box::new(|v| v["range"] = json!({"from": 5, "to": 5})),
-        ),
-        (
-            "reversed range",
-            Box::new(|v| v["range"] = json!({"from": 9, "to": 1})),
         ),
         (
             "long id",
@@ -272,10 +302,9 @@ fn values_that_make_no_job_are_invalid() {
         assert!(error.to_string().contains("dead letters"), "{what}");
     }
     // The same rules, before sending.
-    let job = Job {
-        chunk_id: None,
-        ..chunk_job()
-    };
+    let mut empty = meta(Trigger::Schedule);
+    empty.practice_id.clear();
+    let job = Job::Incremental { meta: empty };
     assert!(matches!(job.validate(), Err(JobError::Invalid { .. })));
     assert_eq!(chunk_job().validate(), Ok(()));
 }
@@ -357,14 +386,20 @@ fn shown_input_is_cut_and_escaped() {
 }
 
 #[test]
-fn force_jobs_go_on_the_priority_lane() {
-    let force = Job {
-        trigger: Trigger::Force,
-        ..chunk_job()
-    };
-    assert_eq!(Lane::for_job(&force), Lane::Priority);
-    assert_eq!(Lane::for_job(&chunk_job()), Lane::Standard);
-    assert_eq!(crate::lane_from_body(&force.encode()), Lane::Priority);
-    assert_eq!(crate::lane_from_body(&chunk_job().encode()), Lane::Standard);
-    assert_eq!(crate::lane_from_body("not a job"), Lane::Standard);
+fn force_jobs_go_on_the_priority_lane_but_chunks_never_do() {
+    let [plan, chunk, incremental] =
+        <[Job; 3]>::try_from(every_kind(Trigger::Force)).expect("three kinds");
+    assert_eq!(plan.lane(), Lane::Priority);
+    assert_eq!(incremental.lane(), Lane::Priority);
+    assert_eq!(
+        chunk.lane(),
+        Lane::Standard,
+        "a forced initial sync's chunks"
+    );
+    for trigger in [Trigger::Schedule, Trigger::Admin] {
+        for job in every_kind(trigger) {
+            assert_eq!(job.lane(), Lane::Standard, "{job:?}");
+            assert_eq!(job.outgoing(std::time::Duration::ZERO).lane, Lane::Standard);
+        }
+    }
 }

@@ -1,12 +1,12 @@
-//! The job message: what the scheduler (and the admin tools) put on the
-//! queue and a worker takes off it, as versioned JSON.
+//! The job message: what the scheduler, Force Sync Now and an initial
+//! sync's plan put on the queue and a worker takes off it, as versioned
+//! JSON.
 //!
-//! Wire form (`v` first; absent optional fields are left out):
+//! Wire form (`v` first; fields a kind does not have are left out):
 //!
 //! ```json
 //! {"v":1,"job_id":"j-1","practice_id":"p-1","kind":"initial_chunk","trigger":"schedule",
-//!  "resource":"patients","chunk_id":42,"range":{"from":1,"to":5000},
-//!  "enqueued_at":"2025-01-02T03:04:05.123456Z"}
+//!  "resource":"patients","chunk_id":42,"enqueued_at":"2025-01-02T03:04:05.123456Z"}
 //! ```
 //!
 //! Decoding is tolerant of unknown *fields* (a newer sender may add some)
@@ -17,11 +17,18 @@
 //!
 //! Bodies carry identifiers only (practice, job, resource, ids), never
 //! credentials or records, so a body may be shown to an operator.
+//!
+//! Jobs are made by their constructors only ([`Job::for_practice`],
+//! [`Job::chunk`]), and [`Job::lane`] is the one lane policy.
+
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+
+use crate::{Lane, Outgoing, PracticeStatus, Resource};
 
 /// The version this build writes and the only one it reads.
 pub const JOB_VERSION: u32 = 1;
@@ -32,41 +39,34 @@ pub const ECHO_LIMIT: usize = 64;
 /// The longest `job_id` or `practice_id` accepted, in bytes.
 pub const MAX_ID_LEN: usize = 128;
 
-/// What a job does.
+/// What a job does: the kind of a [`Job`], as written on the wire and in
+/// history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobKind {
     /// Plan a practice's initial sync (split each resource into id ranges).
     InitialPlan,
-    /// Sync one planned chunk (`chunk_id`) of the initial sync.
+    /// Sync one planned chunk of the initial sync.
     InitialChunk,
     /// One incremental cycle of a practice.
     Incremental,
-    /// Re-read a practice (or one `resource`) from the API.
-    Resync,
-    /// Write changes back to Ascend.
-    WriteBack,
 }
 
 impl JobKind {
     /// Every kind, in declaration order.
-    pub const ALL: [JobKind; 5] = [
+    pub const ALL: [JobKind; 3] = [
         JobKind::InitialPlan,
         JobKind::InitialChunk,
         JobKind::Incremental,
-        JobKind::Resync,
-        JobKind::WriteBack,
     ];
 
     /// The wire name.
     #[must_use]
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             JobKind::InitialPlan => "initial_plan",
             JobKind::InitialChunk => "initial_chunk",
             JobKind::Incremental => "incremental",
-            JobKind::Resync => "resync",
-            JobKind::WriteBack => "write_back",
         }
     }
 
@@ -83,29 +83,21 @@ pub enum Trigger {
     Schedule,
     /// A person pressed "Force Sync Now" (goes on the Priority lane).
     Force,
-    /// An administrator's command.
+    /// An administrator's command (the demo's cycles, `sync`).
     Admin,
-    /// Re-enqueued from the dead letters.
-    Redrive,
 }
 
 impl Trigger {
     /// Every trigger, in declaration order.
-    pub const ALL: [Trigger; 4] = [
-        Trigger::Schedule,
-        Trigger::Force,
-        Trigger::Admin,
-        Trigger::Redrive,
-    ];
+    pub const ALL: [Trigger; 3] = [Trigger::Schedule, Trigger::Force, Trigger::Admin];
 
     /// The wire name.
     #[must_use]
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Trigger::Schedule => "schedule",
             Trigger::Force => "force",
             Trigger::Admin => "admin",
-            Trigger::Redrive => "redrive",
         }
     }
 
@@ -114,34 +106,41 @@ impl Trigger {
     }
 }
 
-/// A half-open id range `[from, to)`, as the initial sync plans them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-pub struct IdRange {
-    /// The first id (inclusive).
-    pub from: i64,
-    /// The end (exclusive); greater than `from`.
-    pub to: i64,
-}
-
-/// One job message.
+/// What every job carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Job {
+pub struct JobMeta {
     /// Unique per enqueue (duplicates of one delivery share it).
     pub job_id: String,
     /// The practice the job is for.
     pub practice_id: String,
-    /// What to do.
-    pub kind: JobKind,
     /// Why.
     pub trigger: Trigger,
-    /// The landed table / resource name, when the job is about one.
-    pub resource: Option<String>,
-    /// The initial-sync chunk; required for [`JobKind::InitialChunk`].
-    pub chunk_id: Option<i64>,
-    /// An id range, when the job is about one.
-    pub range: Option<IdRange>,
     /// When the job was enqueued (written in UTC, RFC 3339).
     pub enqueued_at: OffsetDateTime,
+}
+
+/// One job message: each kind with exactly its fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Job {
+    /// Plan the practice's initial sync, then enqueue its pending chunks.
+    InitialPlan {
+        /// Who, why, when.
+        meta: JobMeta,
+    },
+    /// Pull one planned chunk of the practice's initial sync.
+    InitialChunk {
+        /// Who, why, when.
+        meta: JobMeta,
+        /// The chunk's resource.
+        resource: Resource,
+        /// The chunk (`sync_chunks.chunk_id`).
+        chunk_id: i64,
+    },
+    /// One incremental cycle of the practice.
+    Incremental {
+        /// Who, why, when.
+        meta: JobMeta,
+    },
 }
 
 /// Why a message body is not a job this build can run. Each text says
@@ -170,7 +169,7 @@ pub enum JobError {
     /// A `kind` this build does not know.
     #[error(
         "the job message's kind {kind} is not one this build knows (initial_plan, \
-         initial_chunk, incremental, resync, write_back); it goes to the dead letters: run \
+         initial_chunk, incremental); it goes to the dead letters: run \
          workers of the same release as the scheduler, then redrive it"
     )]
     UnknownKind {
@@ -180,7 +179,7 @@ pub enum JobError {
     /// A `trigger` this build does not know.
     #[error(
         "the job message's trigger {trigger} is not one this build knows (schedule, force, \
-         admin, redrive); it goes to the dead letters: run workers of the same release as the \
+         admin); it goes to the dead letters: run workers of the same release as the \
          scheduler, then redrive it"
     )]
     UnknownTrigger {
@@ -211,12 +210,106 @@ struct Wire<'a> {
     resource: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     chunk_id: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    range: Option<IdRange>,
     enqueued_at: Value,
 }
 
 impl Job {
+    /// The job a practice in `status` gets when its interval comes round
+    /// or a person forces it: the initial sync's plan while the initial
+    /// sync runs, else an incremental cycle. The scheduler and Force Sync
+    /// Now both make their jobs here.
+    #[must_use]
+    pub fn for_practice(
+        status: PracticeStatus,
+        job_id: String,
+        practice_id: String,
+        trigger: Trigger,
+        now: OffsetDateTime,
+    ) -> Job {
+        let meta = JobMeta {
+            job_id,
+            practice_id,
+            trigger,
+            enqueued_at: now,
+        };
+        match status {
+            PracticeStatus::InitialSync => Job::InitialPlan { meta },
+            _ => Job::Incremental { meta },
+        }
+    }
+
+    /// The job of one planned chunk, enqueued by the plan job `plan`: its
+    /// id is the plan's with `-c{chunk_id}`, its trigger the plan's.
+    #[must_use]
+    pub fn chunk(plan: &JobMeta, resource: Resource, chunk_id: i64, now: OffsetDateTime) -> Job {
+        Job::InitialChunk {
+            meta: JobMeta {
+                job_id: format!("{}-c{chunk_id}", plan.job_id),
+                practice_id: plan.practice_id.clone(),
+                trigger: plan.trigger,
+                enqueued_at: now,
+            },
+            resource,
+            chunk_id,
+        }
+    }
+
+    /// Who, why, when.
+    #[must_use]
+    pub fn meta(&self) -> &JobMeta {
+        match self {
+            Job::InitialPlan { meta }
+            | Job::InitialChunk { meta, .. }
+            | Job::Incremental { meta } => meta,
+        }
+    }
+
+    /// The job's id.
+    #[must_use]
+    pub fn job_id(&self) -> &str {
+        &self.meta().job_id
+    }
+
+    /// The job's practice.
+    #[must_use]
+    pub fn practice_id(&self) -> &str {
+        &self.meta().practice_id
+    }
+
+    /// The kind.
+    #[must_use]
+    pub fn kind(&self) -> JobKind {
+        match self {
+            Job::InitialPlan { .. } => JobKind::InitialPlan,
+            Job::InitialChunk { .. } => JobKind::InitialChunk,
+            Job::Incremental { .. } => JobKind::Incremental,
+        }
+    }
+
+    /// The lane policy, in one place: a person's Force Sync Now goes on the
+    /// Priority lane, except an initial sync's chunks, which always go on
+    /// the Standard lane (a forced initial sync's plan is one Priority
+    /// message; its hundreds of chunks must not hold up other practices'
+    /// Force Sync Now).
+    #[must_use]
+    pub fn lane(&self) -> Lane {
+        match self {
+            Job::InitialChunk { .. } => Lane::Standard,
+            _ if self.meta().trigger == Trigger::Force => Lane::Priority,
+            _ => Lane::Standard,
+        }
+    }
+
+    /// The message to send: the body on the job's lane after `delay`.
+    #[must_use]
+    pub fn outgoing(&self, delay: Duration) -> Outgoing {
+        Outgoing {
+            body: self.encode(),
+            lane: self.lane(),
+            delay,
+        }
+    }
+
     /// The message body.
     ///
     /// `enqueued_at` is written in UTC, RFC 3339. A time RFC 3339 cannot
@@ -225,19 +318,25 @@ impl Job {
     /// dead letters, visibly, rather than being changed silently.
     #[must_use]
     pub fn encode(&self) -> String {
-        let utc = self.enqueued_at.to_offset(time::UtcOffset::UTC);
+        let meta = self.meta();
+        let utc = meta.enqueued_at.to_offset(time::UtcOffset::UTC);
         let enqueued_at = utc
             .format(&Rfc3339)
             .map_or_else(|_| Value::from(utc.unix_timestamp()), Value::String);
+        let (resource, chunk_id) = match self {
+            Job::InitialChunk {
+                resource, chunk_id, ..
+            } => (Some(resource.name()), Some(*chunk_id)),
+            _ => (None, None),
+        };
         let wire = Wire {
             v: JOB_VERSION,
-            job_id: &self.job_id,
-            practice_id: &self.practice_id,
-            kind: self.kind,
-            trigger: self.trigger,
-            resource: self.resource.as_deref(),
-            chunk_id: self.chunk_id,
-            range: self.range,
+            job_id: &meta.job_id,
+            practice_id: &meta.practice_id,
+            kind: self.kind(),
+            trigger: meta.trigger,
+            resource,
+            chunk_id,
             enqueued_at,
         };
         // Serializing strings, integers and enums into a String cannot
@@ -295,7 +394,6 @@ impl Job {
             "a string",
         )?;
         let chunk_id = optional(&map, "chunk_id", Value::as_i64, "a whole number")?;
-        let range = optional(&map, "range", read_range, "an object {\"from\":N,\"to\":N}")?;
         let enqueued_text = required_str(&map, "enqueued_at")?;
         let enqueued_at = OffsetDateTime::parse(enqueued_text, &Rfc3339).map_err(|_| {
             malformed(format!(
@@ -304,15 +402,34 @@ impl Job {
             ))
         })?;
 
-        let job = Job {
+        let meta = JobMeta {
             job_id,
             practice_id,
-            kind,
             trigger,
-            resource,
-            chunk_id,
-            range,
             enqueued_at,
+        };
+        let job = match kind {
+            JobKind::InitialPlan => Job::InitialPlan { meta },
+            JobKind::Incremental => Job::Incremental { meta },
+            JobKind::InitialChunk => {
+                let chunk_id = chunk_id.ok_or_else(|| {
+                    invalid("an initial_chunk job needs \"chunk_id\", and it is missing".into())
+                })?;
+                let resource = resource.ok_or_else(|| {
+                    invalid("an initial_chunk job needs \"resource\", and it is missing".into())
+                })?;
+                let resource = resource.parse::<Resource>().map_err(|_| {
+                    invalid(format!(
+                        "\"resource\" is not a resource this build syncs: {}",
+                        shown(&resource)
+                    ))
+                })?;
+                Job::InitialChunk {
+                    meta,
+                    resource,
+                    chunk_id,
+                }
+            }
         };
         job.validate()?;
         Ok(job)
@@ -321,24 +438,8 @@ impl Job {
     /// Checks the values [`Job::decode`] checks (senders call it before
     /// enqueueing, so a bad job fails at its source).
     pub fn validate(&self) -> Result<(), JobError> {
-        check_id("job_id", &self.job_id)?;
-        check_id("practice_id", &self.practice_id)?;
-        if let Some(resource) = &self.resource {
-            check_id("resource", resource)?;
-        }
-        if self.kind == JobKind::InitialChunk && self.chunk_id.is_none() {
-            return Err(invalid(
-                "an initial_chunk job needs \"chunk_id\", and it is missing".into(),
-            ));
-        }
-        if let Some(range) = self.range
-            && range.from >= range.to
-        {
-            return Err(invalid(format!(
-                "its range is empty: \"from\" ({}) must be less than \"to\" ({})",
-                range.from, range.to
-            )));
-        }
+        check_id("job_id", self.job_id())?;
+        check_id("practice_id", self.practice_id())?;
         Ok(())
     }
 }
@@ -397,14 +498,6 @@ fn optional<T>(
             ))
         }),
     }
-}
-
-fn read_range(value: &Value) -> Option<IdRange> {
-    let map = value.as_object()?;
-    Some(IdRange {
-        from: map.get("from")?.as_i64()?,
-        to: map.get("to")?.as_i64()?,
-    })
 }
 
 fn type_name(value: &Value) -> &'static str {

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::ids::ParseError;
+use crate::UnknownValue;
 
 /// A list resource of the Ascend API that this project syncs.
 ///
@@ -95,7 +95,7 @@ impl fmt::Display for Resource {
 }
 
 impl FromStr for Resource {
-    type Err = ParseError;
+    type Err = UnknownValue;
 
     /// Parses a [`Resource::name`] (any case, surrounding spaces ignored).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -104,13 +104,12 @@ impl FromStr for Resource {
             .iter()
             .copied()
             .find(|r| r.name().eq_ignore_ascii_case(wanted))
-            .ok_or_else(|| {
-                ParseError::new(
-                    "resource",
-                    s,
-                    "expected one of locations, providers, operatories, patients, appointments, tx_cases, \
-                     visits, patient_procedures, patient_insurance_plans, insurance_carriers, transactions",
-                )
+            .ok_or_else(|| UnknownValue {
+                what: "resource",
+                value: s.chars().take(64).collect(),
+                expected: "locations, providers, operatories, patients, appointments, tx_cases, \
+                               visits, patient_procedures, patient_insurance_plans, \
+                               insurance_carriers, transactions",
             })
     }
 }

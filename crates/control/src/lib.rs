@@ -1,0 +1,369 @@
+//! The use cases: what a person (at the CLI, later the admin API), the
+//! demo and the tests ask of the system, each written once. None of them
+//! decides who may ask (that is `access::Gate`, in front of every caller);
+//! each does the whole of its change, audited.
+//!
+//! - [`connect`]: prove a practice's credentials with one cheap call, seal
+//!   them (the vault), store and audit; the initial sync is due at once.
+//! - [`rotate_credentials`]: prove and seal new credentials; an
+//!   `auth_failed` practice resumes.
+//! - [`enable`], [`disable`], [`remove`]: the lifecycle.
+//! - [`force_sync`]: Force Sync Now.
+//!
+//! A refused proof is audited as `failed` and explained; nothing is saved.
+
+use std::time::Duration;
+
+use ascend_client::{AscendClient, ClientError, Connection};
+use model::{Job, NewPractice, Practice, PracticeStatus, Trigger};
+use queue::Queue;
+use secrecy::{ExposeSecret, SecretString};
+use store::{AuditEntry, AuditOutcome, ForceDecision, SealedCredentials, Store};
+use time::OffsetDateTime;
+use url::Url;
+use vault::{AscendCredentials, Vault};
+use worker::credentials::{Credentials, CredentialsError, VaultCredentials, to_stored};
+
+/// Why a use case did not happen. Each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// Ascend refused the proving call; nothing was saved.
+    #[error("Ascend refused the connection; nothing was saved: {0}")]
+    Refused(#[source] ClientError),
+    /// The proving call failed for another reason; nothing was saved.
+    #[error("the proving call failed; nothing was saved: {0}")]
+    NotProved(#[source] ClientError),
+    /// The request itself is wrong.
+    #[error("{0}")]
+    Invalid(String),
+    /// The credentials could not be sealed; nothing was saved.
+    #[error("cannot seal the credentials; nothing was saved: {0}")]
+    Seal(#[source] vault::VaultError),
+    /// The stored credentials could not be opened.
+    #[error("{0}")]
+    Credentials(#[from] CredentialsError),
+    /// The store refused or failed.
+    #[error("store: {0}")]
+    Store(#[from] store::StoreError),
+    /// Nothing was enqueued.
+    #[error("queue: {0}; nothing was enqueued, try again")]
+    Queue(#[from] queue::QueueError),
+    /// The practice is not synced in its status.
+    #[error("the practice is {0}: enable or reconnect it first")]
+    NotSyncable(PracticeStatus),
+    /// The jobs did not finish.
+    #[error("{0}")]
+    Drain(#[from] worker::drain::DrainError),
+}
+
+/// What [`sync_and_wait`] ran.
+#[derive(Debug)]
+pub struct Synced {
+    /// Every attempt of the sync, oldest first.
+    pub runs: Vec<store::RunRecord>,
+    /// The practice afterwards.
+    pub practice: Practice,
+}
+
+impl Synced {
+    /// Records fetched by all the attempts.
+    #[must_use]
+    pub fn fetched(&self) -> i64 {
+        self.runs.iter().filter_map(|r| r.fetched).sum()
+    }
+
+    /// API calls made by all the attempts.
+    #[must_use]
+    pub fn api_calls(&self) -> i64 {
+        self.runs.iter().filter_map(|r| r.api_calls).sum()
+    }
+}
+
+/// Force Sync Now, then runs `worker` until `queue` is empty, and returns
+/// the attempts: how the by-hand `sync` command and the tests run a sync,
+/// through the very jobs production runs (the initial sync's plan and
+/// chunks, or an incremental cycle) on an in-process queue.
+pub async fn sync_and_wait(
+    store: &Store,
+    queue: &Queue,
+    worker: &worker::jobs::Worker,
+    practice_id: &str,
+    limit: Duration,
+) -> Result<Synced, ControlError> {
+    let started = OffsetDateTime::now_utc() - time::Duration::milliseconds(1);
+    match force_sync(store, queue, practice_id, Trigger::Admin, limit).await? {
+        ForceDecision::NotSyncable { status } => return Err(ControlError::NotSyncable(status)),
+        ForceDecision::Enqueue { .. }
+        | ForceDecision::AlreadyQueued { .. }
+        | ForceDecision::AlreadyRunning { .. }
+        | ForceDecision::InitialSyncRunning { .. } => {}
+    }
+    worker::drain::run_until_idle(worker, queue, limit).await?;
+    let mut runs = store
+        .history(&store::HistoryQuery {
+            practice_id: Some(practice_id.to_owned()),
+            failed_only: false,
+            since: Some(started),
+            limit: 100_000,
+        })
+        .await?;
+    runs.reverse();
+    Ok(Synced {
+        runs,
+        practice: registered(store, practice_id).await?,
+    })
+}
+
+/// A practice to connect, with its credentials.
+pub struct NewConnection {
+    /// The practice and its settings.
+    pub practice: NewPractice,
+    /// The OAuth token URL.
+    pub token_url: String,
+    /// The Ascend Client ID.
+    pub client_id: String,
+    /// The Ascend Client Secret.
+    pub client_secret: SecretString,
+}
+
+/// What a use case needs to prove and seal credentials.
+#[derive(Clone)]
+pub struct Connector {
+    /// Where everything is stored.
+    pub store: Store,
+    /// Seals and opens credentials.
+    pub vault: Vault,
+    /// Makes the proving call.
+    pub client: AscendClient,
+}
+
+/// Connects a practice (`practice add`): one `pageSize=1` call proves the
+/// Client ID, Secret, Organization-ID and the vendor's enablement; then the
+/// credentials are sealed and stored, audited as `practice.add` by
+/// `actor`, and the initial sync is due at once.
+pub async fn connect(
+    with: &Connector,
+    new: NewConnection,
+    actor: &str,
+) -> Result<Practice, ControlError> {
+    let practice = &new.practice;
+    if !model::SYNC_INTERVALS_MINUTES.contains(&practice.sync_interval_minutes) {
+        return Err(ControlError::Invalid(format!(
+            "an interval of {} minutes is not offered: choose one of {:?}",
+            practice.sync_interval_minutes,
+            model::SYNC_INTERVALS_MINUTES
+        )));
+    }
+    if practice.practice_id.trim().is_empty() {
+        return Err(ControlError::Invalid(
+            "the practice id must not be empty".into(),
+        ));
+    }
+    let sealed = prove_and_seal(
+        with,
+        actor,
+        "practice.add",
+        &practice.practice_id,
+        &practice.organization_id,
+        &practice.api_base,
+        &new.token_url,
+        new.client_id.clone(),
+        new.client_secret,
+    )
+    .await?;
+    Ok(with
+        .store
+        .connect_practice(practice, &sealed, actor)
+        .await?)
+}
+
+/// Replaces a practice's credentials (`practice rotate-credentials`):
+/// proved and sealed first; an `auth_failed` practice resumes. Without a
+/// `token_url` the stored one is kept.
+pub async fn rotate_credentials(
+    with: &Connector,
+    practice_id: &str,
+    token_url: Option<&str>,
+    client_id: String,
+    client_secret: SecretString,
+    actor: &str,
+) -> Result<Practice, ControlError> {
+    let practice = registered(&with.store, practice_id).await?;
+    let token_url = match token_url {
+        Some(url) => url.to_owned(),
+        None => with
+            .store
+            .practice_credentials(practice_id)
+            .await?
+            .map(|c| c.token_url)
+            .ok_or_else(|| {
+                ControlError::Invalid(format!(
+                    "practice {practice_id:?} has no stored token URL: give one"
+                ))
+            })?,
+    };
+    let sealed = prove_and_seal(
+        with,
+        actor,
+        "practice.rotate-credentials",
+        practice_id,
+        &practice.organization_id,
+        &practice.api_base,
+        &token_url,
+        client_id,
+        client_secret,
+    )
+    .await?;
+    Ok(with
+        .store
+        .replace_credentials(practice_id, &sealed, actor)
+        .await?)
+}
+
+/// Resumes a paused or `auth_failed` practice (`practice enable`), due at
+/// once; an `auth_failed` practice's stored credentials are proved first.
+pub async fn enable(
+    with: &Connector,
+    practice_id: &str,
+    actor: &str,
+) -> Result<Practice, ControlError> {
+    let practice = registered(&with.store, practice_id).await?;
+    if practice.status == PracticeStatus::AuthFailed {
+        let opened = VaultCredentials::new(with.store.clone(), with.vault.clone())
+            .connection(&practice)
+            .await?;
+        prove(
+            with,
+            opened.connection,
+            actor,
+            "practice.enable",
+            practice_id,
+        )
+        .await?;
+    }
+    Ok(with.store.enable_practice(practice_id, actor).await?)
+}
+
+/// Pauses a practice (`practice disable`): not scheduled from the next
+/// tick; credentials and data kept.
+pub async fn disable(
+    store: &Store,
+    practice_id: &str,
+    actor: &str,
+) -> Result<Practice, ControlError> {
+    Ok(store.disable_practice(practice_id, actor).await?)
+}
+
+/// Removes a practice (`practice remove`): its credentials destroyed, its
+/// data and history kept.
+pub async fn remove(
+    store: &Store,
+    practice_id: &str,
+    actor: &str,
+) -> Result<Practice, ControlError> {
+    Ok(store.remove_practice(practice_id, actor).await?)
+}
+
+/// Force Sync Now: decided in one transaction on the practice row
+/// ([`Store::request_force`]); when the decision is to enqueue, the job
+/// ([`Job::for_practice`]: the plan during the initial sync, else an
+/// incremental cycle) goes on its lane. A failed send gives the claim back.
+pub async fn force_sync(
+    store: &Store,
+    queue: &Queue,
+    practice_id: &str,
+    trigger: Trigger,
+    claim_for: Duration,
+) -> Result<ForceDecision, ControlError> {
+    let now = OffsetDateTime::now_utc();
+    let job_id = format!("force-{}-{practice_id}", worker::new_run_id());
+    let claim_for = time::Duration::try_from(claim_for).unwrap_or(time::Duration::MAX);
+    let decision = store
+        .request_force(practice_id, now, &job_id, claim_for)
+        .await?;
+    if let ForceDecision::Enqueue { job_id } = &decision {
+        let status = registered(store, practice_id).await?.status;
+        let job = Job::for_practice(status, job_id.clone(), practice_id.to_owned(), trigger, now);
+        if let Err(error) = queue.send(&[job.outgoing(Duration::ZERO)]).await {
+            store.release_inflight(practice_id, job_id).await?;
+            return Err(error.into());
+        }
+    }
+    Ok(decision)
+}
+
+async fn registered(store: &Store, practice_id: &str) -> Result<Practice, ControlError> {
+    store
+        .get_practice(practice_id)
+        .await?
+        .ok_or_else(|| ControlError::Invalid(format!("practice {practice_id:?} is not registered")))
+}
+
+/// One cheap call with `connection`; a failure is audited as `failed`.
+async fn prove(
+    with: &Connector,
+    connection: Connection,
+    actor: &str,
+    action: &str,
+    practice_id: &str,
+) -> Result<(), ControlError> {
+    let org = with
+        .client
+        .connect(connection)
+        .map_err(ControlError::NotProved)?;
+    let Err(error) = org.probe().await else {
+        return Ok(());
+    };
+    with.store
+        .record_audit(&AuditEntry {
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            practice_id: Some(practice_id.to_owned()),
+            outcome: AuditOutcome::Failed,
+            detail: Some(error.to_string()),
+        })
+        .await?;
+    Err(match error {
+        ClientError::Auth { .. } => ControlError::Refused(error),
+        _ => ControlError::NotProved(error),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn prove_and_seal(
+    with: &Connector,
+    actor: &str,
+    action: &str,
+    practice_id: &str,
+    organization_id: &str,
+    api_base: &str,
+    token_url: &str,
+    client_id: String,
+    client_secret: SecretString,
+) -> Result<SealedCredentials, ControlError> {
+    let url = |what: &str, value: &str| {
+        Url::parse(value).map_err(|_| ControlError::Invalid(format!("bad {what} {value:?}")))
+    };
+    let connection = Connection {
+        api_base: url("API base URL", api_base)?,
+        token_url: url("token URL", token_url)?,
+        organization_id: organization_id.parse().map_err(|_| {
+            ControlError::Invalid(format!("bad Organization-ID {organization_id:?}"))
+        })?,
+        client_id: client_id.clone(),
+        client_secret: SecretString::from(client_secret.expose_secret().to_owned()),
+    };
+    prove(with, connection, actor, action, practice_id).await?;
+    let sealed = with
+        .vault
+        .seal_credentials(
+            practice_id,
+            &AscendCredentials {
+                client_id: SecretString::from(client_id),
+                client_secret,
+            },
+        )
+        .await
+        .map_err(ControlError::Seal)?;
+    Ok(to_stored(sealed, token_url))
+}

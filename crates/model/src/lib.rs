@@ -1,0 +1,36 @@
+//! The types every layer shares, with no I/O: what a resource is, where a
+//! practice stands, how an attempt ended and why, what a job is, and what
+//! the queue carries.
+//!
+//! Each type is defined here once. The client, the store, the queue, the
+//! sync core, the worker and the binary use these, so no layer keeps a
+//! mirror of another's type (and no conversion between mirrors can drift).
+//!
+//! - [`Resource`]: the Ascend list resources this project syncs.
+//! - [`PracticeStatus`], [`Practice`], [`NewPractice`]: a practice location.
+//! - [`RunState`], [`ErrorClass`]: how an attempt ended, and the class of
+//!   its error (what an operator does about it).
+//! - [`Job`]: the job message, versioned JSON, an enum with exactly the
+//!   fields of each kind, and its constructors and lane.
+//! - [`Lane`], [`Outgoing`], [`Delivery`], [`DeadLetter`], [`Depth`]: what
+//!   the queue sends, delivers, dead-letters and counts, on SQS and on the
+//!   database alike.
+
+#[macro_use]
+mod text;
+pub mod job;
+mod practice;
+mod queue;
+mod resource;
+
+#[cfg(test)]
+mod tests;
+
+pub use job::{JOB_VERSION, Job, JobError, JobKind, JobMeta, Trigger};
+pub use practice::{
+    ClaimChange, DEFAULT_SYNC_INTERVAL_MINUTES, ErrorClass, Holder, NewPractice, Practice,
+    PracticeStatus, RunState, SYNC_INTERVALS_MINUTES,
+};
+pub use queue::{DeadLetter, Delivery, Depth, Lane, Outgoing};
+pub use resource::Resource;
+pub use text::UnknownValue;

@@ -1,0 +1,13 @@
+-- The job rules of the decision core (issue 11).
+--
+-- credential_version: raised each time a practice's credentials are
+-- connected or rotated. A job remembers the version it opened; its auth
+-- failure marks the practice auth_failed only while that version is still
+-- the practice's, so a job that opened the old secret never undoes a
+-- rotation.
+ALTER TABLE practices ADD COLUMN credential_version bigint NOT NULL DEFAULT 0;
+
+-- queued_at: when a job for this pending chunk was last sent. A re-plan
+-- enqueues only chunks that are not queued or running; the chunk job's end
+-- (done, given up, or an auth failure) clears it.
+ALTER TABLE sync_chunks ADD COLUMN queued_at timestamptz;

@@ -1,0 +1,5 @@
+-- The job rules of the decision core (issue 11). See the Postgres
+-- migration of the same number for what each column means.
+ALTER TABLE practices ADD COLUMN credential_version INTEGER NOT NULL DEFAULT 0;
+
+ALTER TABLE sync_chunks ADD COLUMN queued_at TEXT;

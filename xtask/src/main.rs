@@ -62,7 +62,10 @@ impl Drop for Moto {
 }
 
 fn test(args: &[String]) -> Result<()> {
-    let lint = !args.iter().any(|a| a == "--no-lint");
+    // --fast: the edit-compile-test tier (nextest profile `fast`, see
+    // .config/nextest.toml): no lint, no demo, not the slow suites.
+    let fast = args.iter().any(|a| a == "--fast");
+    let lint = !fast && !args.iter().any(|a| a == "--no-lint");
     let passthrough: Vec<&String> = args
         .iter()
         .skip_while(|a| a.as_str() != "--")
@@ -94,10 +97,13 @@ fn test(args: &[String]) -> Result<()> {
     let mut cmd = Command::new("cargo");
     if has_nextest() {
         cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+        if fast {
+            cmd.args(["--profile", "fast"]);
+        }
     } else {
         cmd.args(["test", "--workspace", "--no-fail-fast"]);
     }
-    let filtered = !passthrough.is_empty();
+    let filtered = fast || !passthrough.is_empty();
     cmd.args(passthrough);
     set_test_env(&mut cmd, &moto);
     run(&mut cmd, "the test suite")?;

@@ -70,6 +70,9 @@ on_both_queues!(
     poison_and_failing_jobs_reach_the_dead_letters_and_redrive_back,
     sigterm_releases_running_jobs_within_the_grace,
     force_sync_goes_first_and_folds_into_a_running_sync,
+    an_auth_failure_during_the_plan_turns_the_practice_auth_failed,
+    an_auth_failure_during_a_chunk_turns_the_practice_auth_failed,
+    force_during_an_initial_sync_leaves_the_priority_lane_free,
 );
 
 /// The simulator, a scratch database, an archive folder, a queue and the
@@ -931,6 +934,420 @@ async fn force_sync_goes_first_and_folds_into_a_running_sync(kind: Kind) -> Resu
     ensure!(
         after.visible + after.delayed == queued_before.visible + queued_before.delayed,
         "a job was enqueued anyway: {queued_before:?} -> {after:?}"
+    );
+    env.remove().await
+}
+
+/// Waits until the practice's initial-sync plan has succeeded.
+async fn wait_for_plan(store: &Store, practice: &str) -> Result<()> {
+    eventually("the plan succeeded", Duration::from_secs(60), || {
+        let (store, id) = (store.clone(), practice.to_owned());
+        async move {
+            Ok(all_runs(&store, Some(&id))
+                .await?
+                .iter()
+                .any(|r| r.kind == "initial_plan" && r.status == RunState::Succeeded))
+        }
+    })
+    .await
+}
+
+/// Replaces a practice's stored credentials with a wrong Client Secret,
+/// sealed as `practice rotate-credentials` would (without the proof), so
+/// the token endpoint refuses them.
+async fn plant_wrong_secret(env: &Env, practice_id: &str, org: usize) -> Result<()> {
+    let info = env.sim.org(org);
+    let sealed = env
+        .vault
+        .seal_credentials(
+            practice_id,
+            &vault::AscendCredentials {
+                client_id: info.client_id.clone().into(),
+                client_secret: "not-the-secret".to_owned().into(),
+            },
+        )
+        .await?;
+    env.store()
+        .replace_credentials(
+            practice_id,
+            &worker::credentials::to_stored(sealed, &info.token_url),
+            "test",
+        )
+        .await?;
+    Ok(())
+}
+
+/// Waits until the practice is `auth_failed`, then for the queue to
+/// empty, and checks what a person and the scheduler see.
+async fn assert_auth_failed_and_nothing_requeued(env: &Env, practice: &str) -> Result<()> {
+    let store = env.store().clone();
+    let id = practice.to_owned();
+    eventually(
+        "the practice turns auth_failed",
+        Duration::from_secs(60),
+        || {
+            let (store, id) = (store.clone(), id.clone());
+            async move {
+                Ok(store
+                    .get_practice(&id)
+                    .await?
+                    .is_some_and(|p| p.status == PracticeStatus::AuthFailed))
+            }
+        },
+    )
+    .await?;
+    let queue = env.queue.clone();
+    eventually("the queue empties", Duration::from_secs(60), || {
+        let queue = queue.clone();
+        async move {
+            let depth = queue.depth().await?;
+            Ok(depth.visible + depth.in_flight + depth.delayed == 0)
+        }
+    })
+    .await?;
+    let practice_row = env.store().get_practice(practice).await?.context("gone")?;
+    ensure!(
+        practice_row
+            .status_detail
+            .as_deref()
+            .is_some_and(|d| !d.is_empty()),
+        "no reason is shown: {practice_row:?}"
+    );
+    ensure!(
+        env.queue.depth().await?.dead == 0,
+        "something was dead-lettered"
+    );
+    // `status` says so, as a person reads it.
+    let status = Command::new(BIN)
+        .args(["status", "--database-url", &db_url(&env.db)?])
+        .output()?;
+    let text = String::from_utf8_lossy(&status.stdout);
+    ensure!(
+        text.lines()
+            .any(|l| l.contains(practice) && l.contains("auth_failed")),
+        "status does not show it auth_failed:\n{text}"
+    );
+    // Nothing is re-enqueued: the scheduler leaves it, and no attempt
+    // after the auth failure was retried.
+    for p in env.store().list_practices().await? {
+        if p.practice_id != practice {
+            env.store()
+                .set_next_sync_at(
+                    &p.practice_id,
+                    Some(OffsetDateTime::now_utc() + time::Duration::hours(1)),
+                )
+                .await?;
+        }
+    }
+    env.store().set_next_sync_at(practice, None).await?;
+    let tick = env.scheduler("s").tick(OffsetDateTime::now_utc()).await?;
+    ensure!(
+        tick.enqueued == 0,
+        "an auth_failed practice was scheduled: {tick:?}"
+    );
+    let runs = all_runs(env.store(), Some(practice)).await?;
+    let auth = runs
+        .iter()
+        .filter(|r| r.error_class.as_deref() == Some("auth"))
+        .collect::<Vec<_>>();
+    ensure!(!auth.is_empty(), "no run failed on auth: {runs:?}");
+    ensure!(
+        auth.iter().all(|r| r.status == RunState::Failed),
+        "an auth failure was retried: {auth:?}"
+    );
+    ensure!(
+        !runs
+            .iter()
+            .any(|r| matches!(r.status, RunState::Retrying | RunState::DeadLettered)),
+        "an attempt was retried: {runs:?}"
+    );
+    Ok(())
+}
+
+async fn an_auth_failure_during_the_plan_turns_the_practice_auth_failed(kind: Kind) -> Result<()> {
+    let mut env = Env::new(kind, 1, Size::Tiny, settings(5, 30)).await?;
+    env.add_practices(1, 1).await?;
+    let practice = env.practices[0].0.clone();
+    plant_wrong_secret(&env, &practice, 0).await?;
+    env.scheduler("s").tick(OffsetDateTime::now_utc()).await?;
+    let fleet = Fleet::start(vec![env.worker("w", 2)?]);
+    let checked = assert_auth_failed_and_nothing_requeued(&env, &practice).await;
+    fleet.stop().await;
+    checked?;
+    let runs = all_runs(env.store(), Some(&practice)).await?;
+    ensure!(
+        runs.iter().all(|r| r.kind == "initial_plan"),
+        "chunks ran for a practice whose plan failed on auth: {runs:?}"
+    );
+    env.remove().await
+}
+
+async fn an_auth_failure_during_a_chunk_turns_the_practice_auth_failed(kind: Kind) -> Result<()> {
+    let mut env = Env::new(kind, 1, Size::Tiny, settings(5, 30)).await?;
+    env.add_practices(1, 1).await?;
+    let practice = env.practices[0].0.clone();
+    // Every call slowed, so the chunks are still queued when the plan ends.
+    env.sim
+        .set_faults(
+            0,
+            &FaultConfig {
+                slow_rate: 1.0,
+                slow_ms: Some(150),
+                ..FaultConfig::default()
+            },
+        )
+        .await?;
+    env.scheduler("s").tick(OffsetDateTime::now_utc()).await?;
+    let fleet = Fleet::start(vec![env.worker("w", 1)?]);
+    wait_for_plan(env.store(), &practice).await?;
+    plant_wrong_secret(&env, &practice, 0).await?;
+    let checked = assert_auth_failed_and_nothing_requeued(&env, &practice).await;
+    fleet.stop().await;
+    checked?;
+    let runs = all_runs(env.store(), Some(&practice)).await?;
+    ensure!(
+        runs.iter()
+            .any(|r| r.kind == "initial_chunk" && r.error_class.as_deref() == Some("auth")),
+        "no chunk failed on auth: {runs:?}"
+    );
+    env.remove().await
+}
+
+async fn force_during_an_initial_sync_leaves_the_priority_lane_free(kind: Kind) -> Result<()> {
+    let mut env = Env::new(kind, 2, Size::Tiny, settings(5, 30)).await?;
+    env.add_practices(2, 2).await?;
+    env.scheduler("s").tick(OffsetDateTime::now_utc()).await?;
+    let fleet = Fleet::start(vec![env.worker("w", 2)?]);
+    wait_until_active(env.store(), None, Duration::from_secs(120)).await?;
+    fleet.stop().await;
+    let other = env.practices[1].0.clone();
+
+    // A location of organization 0 connects late: its initial sync is
+    // many chunks, each slowed.
+    let info = env.sim.org(0);
+    let late = "practice-late".to_owned();
+    control::connect(
+        &control::Connector {
+            store: env.store().clone(),
+            vault: env.vault.clone(),
+            client: test_client(2000)?,
+        },
+        control::NewConnection {
+            practice: NewPractice {
+                practice_id: late.clone(),
+                organization_id: info.organization_id.clone(),
+                location_id: info.location_ids[0].parse()?,
+                api_base: info.api_base.clone(),
+                sync_interval_minutes: 15,
+            },
+            token_url: info.token_url.clone(),
+            client_id: info.client_id.clone(),
+            client_secret: info.client_secret.clone().into(),
+        },
+        "test",
+    )
+    .await?;
+    env.sim
+        .set_faults(
+            0,
+            &FaultConfig {
+                slow_rate: 1.0,
+                slow_ms: Some(100),
+                ..FaultConfig::default()
+            },
+        )
+        .await?;
+    let force = |id: String| {
+        let (store, queue) = (env.store().clone(), env.queue.clone());
+        async move {
+            control::force_sync(
+                &store,
+                &queue,
+                &id,
+                Trigger::Force,
+                Duration::from_secs(600),
+            )
+            .await
+        }
+    };
+    // Forced while nothing of it runs: its plan, one Priority message.
+    let first = force(late.clone()).await?;
+    ensure!(matches!(first, ForceDecision::Enqueue { .. }), "{first:?}");
+    let fleet = Fleet::start(vec![env.worker("w", 1)?]);
+    wait_for_plan(env.store(), &late).await?;
+    // Forced again while its chunks are queued: its claim is raised,
+    // nothing is enqueued.
+    let depth_before = env.queue.depth().await?;
+    let again = force(late.clone()).await?;
+    ensure!(
+        matches!(again, ForceDecision::InitialSyncRunning { .. }),
+        "{again:?}"
+    );
+    let depth_after = env.queue.depth().await?;
+    ensure!(
+        depth_after.visible + depth_after.delayed <= depth_before.visible + depth_before.delayed,
+        "a forced initial sync enqueued more: {depth_before:?} -> {depth_after:?}"
+    );
+    // Another practice's Force Sync Now runs ahead of the late practice's
+    // remaining chunks (one worker, one job at a time).
+    let forced_at = OffsetDateTime::now_utc();
+    let decision = force(other.clone()).await?;
+    let ForceDecision::Enqueue { job_id: other_job } = decision else {
+        bail!("the other practice's force was not enqueued: {decision:?}");
+    };
+    wait_until_active(env.store(), Some(&late), Duration::from_secs(180)).await?;
+    let store = env.store().clone();
+    let job = other_job.clone();
+    eventually(
+        "the other practice's forced sync ran",
+        Duration::from_secs(60),
+        || {
+            let (store, job) = (store.clone(), job.clone());
+            async move {
+                Ok(store
+                    .last_run_of_job(&job)
+                    .await?
+                    .is_some_and(|r| r.status == RunState::Succeeded))
+            }
+        },
+    )
+    .await?;
+    fleet.stop().await;
+    let other_run = env
+        .store()
+        .last_run_of_job(&other_job)
+        .await?
+        .context("no run of the forced job")?;
+    let late_runs = all_runs(env.store(), Some(&late)).await?;
+    let chunks_after: Vec<&RunRecord> = late_runs
+        .iter()
+        .filter(|r| r.kind == "initial_chunk" && r.started_at >= forced_at)
+        .collect();
+    ensure!(
+        chunks_after
+            .iter()
+            .filter(|r| r.started_at > other_run.started_at)
+            .count()
+            > 0,
+        "the forced job of another practice waited behind every chunk: {other_run:?}"
+    );
+    // At most the chunk running when it was forced started before it.
+    ensure!(
+        chunks_after
+            .iter()
+            .filter(|r| r.started_at < other_run.started_at)
+            .count()
+            <= 1,
+        "the forced job of another practice waited behind {} chunks",
+        chunks_after
+            .iter()
+            .filter(|r| r.started_at < other_run.started_at)
+            .count()
+    );
+    ensure!(
+        env.queue.depth().await?.dead == 0,
+        "something was dead-lettered"
+    );
+    let mut attempts: HashMap<&str, usize> = HashMap::new();
+    for run in late_runs.iter().filter(|r| r.kind == "initial_chunk") {
+        *attempts.entry(&run.job_id).or_default() += 1;
+    }
+    ensure!(
+        attempts.values().all(|n| *n == 1),
+        "a chunk ran more than once: {attempts:?}"
+    );
+    env.remove().await
+}
+
+/// A job whose end cannot be recorded (the history write fails) is not
+/// settled: its message comes back, is run again, and once history works
+/// again the job ends with every attempt in history. Postgres only: a
+/// trigger makes the write fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_history_write_leaves_the_message_to_be_delivered_again() -> Result<()> {
+    let mut env = Env::new(Kind::Database, 1, Size::Tiny, settings(10, 3)).await?;
+    env.add_practices(1, 1).await?;
+    env.scheduler("s").tick(OffsetDateTime::now_utc()).await?;
+    let fleet = Fleet::start(vec![env.worker("w", 2)?]);
+    wait_until_active(env.store(), None, Duration::from_secs(120)).await?;
+    fleet.stop().await;
+    let practice = env.practices[0].0.clone();
+    let url = db_url(&env.db)?;
+    let psql = |sql: &str| -> Result<()> {
+        let out = Command::new("psql")
+            .args([url.as_str(), "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+            .output()
+            .context("psql")?;
+        ensure!(
+            out.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    };
+    psql(
+        "CREATE FUNCTION history_down() RETURNS trigger AS $$ BEGIN \
+         RAISE EXCEPTION 'history is down (test)'; END $$ LANGUAGE plpgsql; \
+         CREATE TRIGGER history_down BEFORE UPDATE ON sync_runs FOR EACH ROW \
+         WHEN (NEW.status <> 'running') EXECUTE FUNCTION history_down();",
+    )?;
+    let decision = control::force_sync(
+        env.store(),
+        &env.queue,
+        &practice,
+        Trigger::Force,
+        Duration::from_secs(600),
+    )
+    .await?;
+    let ForceDecision::Enqueue { job_id } = decision else {
+        bail!("not enqueued: {decision:?}");
+    };
+    let fleet = Fleet::start(vec![env.worker("w", 2)?]);
+    let store = env.store().clone();
+    let job = job_id.clone();
+    let redelivered = eventually("the job runs again", Duration::from_secs(60), || {
+        let (store, job) = (store.clone(), job.clone());
+        async move {
+            let runs = all_runs(&store, None).await?;
+            Ok(runs.iter().filter(|r| r.job_id == job).count() >= 2)
+        }
+    })
+    .await;
+    let depth = env.queue.depth().await?;
+    psql("DROP TRIGGER history_down ON sync_runs;")?;
+    redelivered?;
+    ensure!(
+        depth.visible + depth.in_flight + depth.delayed >= 1,
+        "the message was settled although its end was not recorded: {depth:?}"
+    );
+    let job = job_id.clone();
+    eventually(
+        "the job ends once history works",
+        Duration::from_secs(60),
+        || {
+            let (store, job) = (store.clone(), job.clone());
+            async move {
+                Ok(store
+                    .last_run_of_job(&job)
+                    .await?
+                    .is_some_and(|r| r.status == RunState::Succeeded))
+            }
+        },
+    )
+    .await?;
+    let queue = env.queue.clone();
+    eventually("the queue empties", Duration::from_secs(30), || {
+        let queue = queue.clone();
+        async move {
+            let depth = queue.depth().await?;
+            Ok(depth.visible + depth.in_flight + depth.delayed == 0)
+        }
+    })
+    .await?;
+    fleet.stop().await;
+    ensure!(
+        env.queue.depth().await?.dead == 0,
+        "the job was dead-lettered"
     );
     env.remove().await
 }

@@ -68,8 +68,10 @@ impl Fixture {
         };
         let queue = Queue::from(DbQueue::new(
             store.store.clone(),
+            // Generous, so the tests that break pages on purpose (plan
+            // counts included) never exhaust a job's deliveries.
             QueueSettings {
-                max_receive_count: 5,
+                max_receive_count: 20,
                 visibility: Duration::from_secs(2),
             },
         ));

@@ -384,8 +384,18 @@ async fn survives_kills(db: Db, seed: u64) -> Result<()> {
             }
         };
         let finished = tokio::select! {
-            synced = run => Some(synced?),
+            synced = run => Some(synced),
             () = watch => None,
+        };
+        let finished = match finished {
+            // A dead process's last landing may still hold SQLite's write
+            // lock for a moment: try again, as an operator would.
+            Some(Err(error)) if error.to_string().contains("database is locked") => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            Some(synced) => Some(synced?),
+            None => None,
         };
         match finished {
             Some(synced) if synced.practice.status == PracticeStatus::Active => break,
@@ -401,7 +411,7 @@ async fn survives_kills(db: Db, seed: u64) -> Result<()> {
                 kills += 1;
                 ensure!(kills < 200, "seed {seed}: never finishes");
                 // Let aborted tasks wind down, as a dead process's would.
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
     }

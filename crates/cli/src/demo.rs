@@ -335,7 +335,7 @@ async fn synced_since(
         if let Some(run) = runs.into_iter().find(|r| {
             r.started_at >= since
                 && matches!(r.status, RunState::Succeeded | RunState::Partial)
-                && matches!(r.kind.as_str(), "incremental" | "resync")
+                && r.kind == "incremental"
         }) {
             return Ok(run);
         }

@@ -89,10 +89,20 @@ impl DbQueue {
         let max = u32::try_from(max).unwrap_or(u32::MAX);
         let visibility = whole_seconds(self.settings.visibility);
         loop {
-            let messages = self
-                .store
-                .queue_receive(max, visibility, self.settings.max_receive_count)
-                .await?;
+            // In a task of its own: a receive cancelled by its caller (a
+            // worker shutting down) must not leave a transaction half-begun
+            // on a pooled connection. What it received then comes back when
+            // its visibility runs out.
+            let (store, max_receive_count) = (self.store.clone(), self.settings.max_receive_count);
+            let messages = tokio::spawn(async move {
+                store
+                    .queue_receive(max, visibility, max_receive_count)
+                    .await
+            })
+            .await
+            .map_err(|error| QueueError::Interrupted {
+                reason: error.to_string(),
+            })??;
             if !messages.is_empty() {
                 return Ok(messages);
             }

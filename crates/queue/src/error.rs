@@ -141,6 +141,16 @@ pub enum QueueError {
     /// The database queue's store failed (its text says what to do).
     #[error("the database job queue failed: {0}")]
     Store(#[from] store::StoreError),
+    /// The database queue's receive task ended without an answer (it
+    /// panicked, or the runtime is shutting down).
+    #[error(
+        "the database queue's receive was interrupted ({reason}); nothing was lost: what it \
+         took comes back when its visibility runs out"
+    )]
+    Interrupted {
+        /// What ended it.
+        reason: String,
+    },
 }
 
 impl QueueError {

@@ -542,10 +542,18 @@ impl Syncer {
         .await;
         if let Err(error) = result {
             let message = error.to_string();
-            let _ = self
+            if let Err(store_error) = self
                 .store
                 .set_last_error(practice_id, table(resource), Some(&message))
-                .await;
+                .await
+            {
+                // The run's history still records the resource's error.
+                tracing::warn!(
+                    message = "Could not record a resource's error in its sync state.",
+                    resource = %resource,
+                    error = %store_error
+                );
+            }
             outcome.error = Some((error.class(), message));
         }
         outcome

@@ -366,7 +366,10 @@ pub async fn dlq(args: DlqArgs) -> Result<()> {
                     Err(_) => ("?".to_owned(), "unreadable".to_owned(), None),
                 };
                 let last_run = match &job_id {
-                    Some(job_id) => store.last_run_of_job(job_id).await.ok().flatten(),
+                    Some(job_id) => store
+                        .last_run_of_job(job_id)
+                        .await
+                        .context("cannot read the dead letter's last run from sync history")?,
                     None => None,
                 };
                 let error = letter

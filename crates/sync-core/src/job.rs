@@ -502,6 +502,14 @@ pub fn shut_down() -> Decision {
     }
 }
 
+/// The job's end could not be committed (`end_job` failed): the message is
+/// left alone, so it comes back when its visibility runs out and the next
+/// attempt is recorded; history never loses an attempt.
+#[must_use]
+pub fn end_not_recorded() -> Settle {
+    Settle::Leave
+}
+
 /// Whether a practice's initial sync is complete: every resource planned
 /// and no chunk pending.
 #[must_use]

@@ -440,9 +440,10 @@ impl Worker {
                 self.settle(&delivery, &job, decision.settle).await;
             }
             Err(error) => {
-                // Settle::Leave: the message comes back when its visibility
-                // runs out, and the next attempt is recorded.
+                // The message comes back when its visibility runs out, and
+                // the next attempt is recorded.
                 tracing::error!(message = "Could not record the job's end; its message is left to come back.", error = %error);
+                self.settle(&delivery, &job, job::end_not_recorded()).await;
             }
         }
     }

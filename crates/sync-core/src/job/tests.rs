@@ -741,6 +741,7 @@ fn a_busy_lease_never_uses_up_the_last_delivery() {
             reason: "bad".into()
         }
     );
+    assert_eq!(end_not_recorded(), Settle::Leave);
     let shutdown = shut_down();
     assert_eq!(shutdown.settle, Settle::Release);
     assert_eq!(shutdown.run, RunState::Retrying);

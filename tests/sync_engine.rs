@@ -673,3 +673,108 @@ async fn a_paused_or_removed_practice_is_not_synced_and_keeps_its_rows() -> Resu
     ensure!(!patients.is_empty(), "rows were removed");
     fixture.remove().await
 }
+
+/// A resource that answers 404 while the initial sync is planned is left
+/// unplanned, with no watermark, and never looks synced: the practice
+/// becomes active, its cycles report the resource `not_offered` (partial),
+/// and when the resource is offered its whole history is pulled. Nothing of
+/// it is lost for good (issue 12).
+async fn a_resource_offered_late_gets_its_whole_history(db: Db) -> Result<()> {
+    let fixture = Fixture::new(db, 12, Size::Small).await?;
+    let worker = fixture.worker(small_chunks())?;
+    let not_offered = FaultConfig {
+        not_offered: vec!["transactions".into()],
+        ..FaultConfig::default()
+    };
+    fixture.sim.set_faults(0, &not_offered).await?;
+    fixture.initial(&worker).await?;
+    let state = fixture
+        .store
+        .store
+        .get_sync_state(PRACTICE, store::Table::Transactions)
+        .await?
+        .context("no state for transactions")?;
+    ensure!(
+        state.watermark.is_none() && state.not_offered_since.is_some(),
+        "a resource not offered looks synced: {state:?}"
+    );
+    let run = fixture.incremental(&worker).await?;
+    ensure!(
+        run.status == RunState::Partial
+            && run
+                .resources
+                .iter()
+                .any(|r| r.resource == "transactions"
+                    && r.error_class.as_deref() == Some("not_offered")),
+        "the cycle hid the resource not offered: {run:?}"
+    );
+
+    // Offered now; other data changes meanwhile.
+    fixture.sim.set_faults(0, &FaultConfig::default()).await?;
+    fixture
+        .sim
+        .mutate(
+            0,
+            &MutateRequest {
+                resource: None,
+                creates: 20,
+                updates: 20,
+                deletes: 0,
+                seed: 12,
+            },
+        )
+        .await?;
+    let run = fixture.incremental(&worker).await?;
+    ensure!(run.status == RunState::Succeeded, "{run:?}");
+    let transactions = fixture
+        .store
+        .store
+        .landed_records(PRACTICE, store::Table::Transactions)
+        .await?;
+    let source = fixture
+        .sim
+        .snapshot(0, Resource::Transactions, false)
+        .await?;
+    ensure!(
+        !source.is_empty() && !transactions.is_empty(),
+        "the test proves little: {} in the source, {} landed",
+        source.len(),
+        transactions.len()
+    );
+    fixture
+        .assert_converged("after the resource was offered")
+        .await?;
+    let state = fixture
+        .store
+        .store
+        .get_sync_state(PRACTICE, store::Table::Transactions)
+        .await?
+        .context("no state for transactions")?;
+    ensure!(
+        state.watermark.is_some() && state.not_offered_since.is_none(),
+        "{state:?}"
+    );
+    // Its next cycle is incremental again: one call.
+    fixture.sim.reset_counters().await?;
+    fixture.incremental(&worker).await?;
+    let calls = fixture
+        .sim
+        .counters(0)
+        .await?
+        .calls
+        .get(&format!("GET {}", Resource::Transactions.path()))
+        .copied()
+        .unwrap_or(0);
+    ensure!(calls <= 1, "{calls} calls for unchanged transactions");
+    fixture.remove().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_offered_late_gets_its_whole_history_on_postgres() -> Result<()> {
+    a_resource_offered_late_gets_its_whole_history(Db::Postgres).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_offered_late_gets_its_whole_history_on_sqlite() -> Result<()> {
+    a_resource_offered_late_gets_its_whole_history(Db::Sqlite).await
+}

@@ -11,3 +11,9 @@ ALTER TABLE practices ADD COLUMN credential_version bigint NOT NULL DEFAULT 0;
 -- enqueues only chunks that are not queued or running; the chunk job's end
 -- (done, given up, or an auth failure) clears it.
 ALTER TABLE sync_chunks ADD COLUMN queued_at timestamptz;
+
+-- not_offered_since: the organization answered 404 for this resource when
+-- its initial sync was planned. It stays unplanned, with no watermark, and
+-- does not hold the initial sync back; incremental cycles ask it again, and
+-- its first answer pulls its whole history (issue 12: no silent gap).
+ALTER TABLE sync_state ADD COLUMN not_offered_since timestamptz;

@@ -507,6 +507,30 @@ impl Store {
         .await
     }
 
+    /// Records that the organization is not offered a resource since `at`
+    /// (a 404 while planning), or clears it (`None`: it answered).
+    pub async fn set_not_offered(
+        &self,
+        practice_id: &str,
+        table: Table,
+        at: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO sync_state (practice_id, resource, not_offered_since, \
+             updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT (practice_id, resource) DO UPDATE SET \
+             not_offered_since = excluded.not_offered_since, updated_at = excluded.updated_at";
+        let at = at
+            .map(|at| crate::runtime::db_time(at, "not offered since"))
+            .transpose()?;
+        self.upsert_state(
+            SQL,
+            practice_id,
+            table,
+            StateValue::Time(at),
+            "recording a resource not offered",
+        )
+        .await
+    }
+
     /// Records (or, with `None`, clears) the last error of a resource
     /// (creating its state if missing).
     pub async fn set_last_error(
@@ -543,6 +567,7 @@ impl Store {
             let query = match value {
                 StateValue::Text(text) => query.bind(text),
                 StateValue::Int(n) => query.bind(n),
+                StateValue::Time(at) => query.bind(at),
             };
             query.bind(now).execute(pool).await.map(|_| ())
         })
@@ -554,6 +579,7 @@ impl Store {
 enum StateValue<'a> {
     Text(Option<&'a str>),
     Int(Option<i64>),
+    Time(Option<DbTime>),
 }
 
 /// Maps a driver error of a statement whose foreign key names the practice:

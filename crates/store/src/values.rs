@@ -48,6 +48,10 @@ pub struct SyncState {
     pub last_error: Option<String>,
     /// When the state last changed.
     pub updated_at: OffsetDateTime,
+    /// Since when the organization is not offered this resource (404 when
+    /// its initial sync was planned): unplanned, without a watermark, until
+    /// its first answer pulls its whole history.
+    pub not_offered_since: Option<OffsetDateTime>,
 }
 
 /// A chunk of the initial sync to plan: the records of one resource with

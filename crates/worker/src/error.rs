@@ -21,13 +21,6 @@ pub enum SyncError {
     /// The practice is not known to the store.
     #[error("practice {0:?} is not registered; add it first")]
     UnknownPractice(String),
-    /// The resource's incremental state is missing: its initial sync has not
-    /// completed.
-    #[error("practice {practice_id:?} has no watermark for {resource}: run its initial sync first")]
-    NoWatermark {
-        practice_id: String,
-        resource: String,
-    },
 }
 
 impl SyncError {
@@ -39,7 +32,7 @@ impl SyncError {
             SyncError::Archive(_) => ErrorClass::Archive,
             SyncError::Plan(_) => ErrorClass::Plan,
             SyncError::Interrupted(_) => ErrorClass::Interrupted,
-            SyncError::UnknownPractice(_) | SyncError::NoWatermark { .. } => ErrorClass::State,
+            SyncError::UnknownPractice(_) => ErrorClass::State,
         }
     }
 }

@@ -262,9 +262,39 @@ impl Syncer {
             if state.as_ref().is_some_and(|s| s.expected_count.is_some()) {
                 continue;
             }
+            let base = scope.base_filter(resource);
+            let span = match self.id_span(org, resource, &base).await {
+                Ok((span, calls)) => {
+                    report.count_calls += calls;
+                    span
+                }
+                Err(error) if error.class() == ErrorClass::Auth => return Err(error.into()),
+                Err(error) if error.class() == ErrorClass::NotOffered => {
+                    // Not offered now: left unplanned and without a
+                    // watermark, so it never looks synced. It does not hold
+                    // the initial sync back; incremental cycles ask it
+                    // again, and its first answer pulls its whole history.
+                    if state.as_ref().is_none_or(|s| s.not_offered_since.is_none()) {
+                        self.store
+                            .set_not_offered(practice_id, t, Some(started))
+                            .await?;
+                    }
+                    self.store
+                        .set_last_error(practice_id, t, Some(&error.to_string()))
+                        .await?;
+                    continue;
+                }
+                Err(error) => {
+                    self.store
+                        .set_last_error(practice_id, t, Some(&error.to_string()))
+                        .await?;
+                    report.failures.push((resource, error.to_string()));
+                    continue;
+                }
+            };
             if state.as_ref().and_then(|s| s.watermark).is_none() {
-                // Before the first count: every change from here on is
-                // picked up by the first incremental pass.
+                // From before the first count (`started`): every change
+                // from then on is picked up by the first incremental pass.
                 self.store
                     .set_sync_phase(practice_id, t, SyncPhase::Initial)
                     .await?;
@@ -279,33 +309,12 @@ impl Syncer {
                     )
                     .await?;
             }
-            let base = scope.base_filter(resource);
-            let span = match self.id_span(org, resource, &base).await {
-                Ok((span, calls)) => {
-                    report.count_calls += calls;
-                    span
-                }
-                Err(error) if error.class() == ErrorClass::Auth => return Err(error.into()),
-                Err(error) if error.class() == ErrorClass::NotOffered => {
-                    // Nothing to pull: planned as empty, so the initial sync
-                    // can complete; incremental cycles keep asking (one call)
-                    // and record the error until the vendor offers it.
-                    self.store
-                        .set_expected_count(practice_id, t, Some(0))
-                        .await?;
-                    self.store
-                        .set_last_error(practice_id, t, Some(&error.to_string()))
-                        .await?;
-                    continue;
-                }
-                Err(error) => {
-                    self.store
-                        .set_last_error(practice_id, t, Some(&error.to_string()))
-                        .await?;
-                    report.failures.push((resource, error.to_string()));
-                    continue;
-                }
-            };
+            if state
+                .as_ref()
+                .is_some_and(|s| s.not_offered_since.is_some())
+            {
+                self.store.set_not_offered(practice_id, t, None).await?;
+            }
             let planned = plan::plan_resource(
                 resource,
                 &base,
@@ -473,9 +482,10 @@ impl Syncer {
         let unplanned = Resource::ALL
             .iter()
             .filter(|&&resource| {
-                !states
-                    .iter()
-                    .any(|s| s.table == table(resource) && s.expected_count.is_some())
+                !states.iter().any(|s| {
+                    s.table == table(resource)
+                        && (s.expected_count.is_some() || s.not_offered_since.is_some())
+                })
             })
             .count();
         let pending = self.store.pending_chunks(practice_id).await?.len();
@@ -502,17 +512,22 @@ impl Syncer {
         };
         let result: Result<(), SyncError> = async {
             let t = table(resource);
-            let current = self
-                .store
-                .get_sync_state(practice_id, t)
-                .await?
-                .and_then(|s| s.watermark)
-                .ok_or_else(|| SyncError::NoWatermark {
-                    practice_id: practice_id.to_owned(),
-                    resource: resource.to_string(),
-                })?;
+            let state = self.store.get_sync_state(practice_id, t).await?;
             let started = OffsetDateTime::now_utc();
-            let filter = watermark::changed_since(scope.base_filter(resource), current);
+            // No watermark: the resource was not offered when the initial
+            // sync was planned. Its first answer is a pull of its whole
+            // history, whose last page sets its first watermark.
+            let (current, filter) = match state.as_ref().and_then(|s| s.watermark) {
+                Some(current) => (
+                    current,
+                    watermark::changed_since(scope.base_filter(resource), current),
+                ),
+                None => (
+                    watermark::first_watermark(started),
+                    scope.base_filter(resource),
+                ),
+            };
+            let first_pull = state.as_ref().and_then(|s| s.watermark).is_none();
             let mut pager = org.keyset(resource, self.query(filter), None);
             let mut max_seen: Option<OffsetDateTime> = None;
             while let Some(page) = pager.next_page().await? {
@@ -524,7 +539,11 @@ impl Syncer {
                     .max();
                 let checkpoint = if pager.is_done() {
                     Checkpoint::Watermark {
-                        watermark: watermark::advance(current, max_seen, started),
+                        watermark: if first_pull {
+                            current
+                        } else {
+                            watermark::advance(current, max_seen, started)
+                        },
                     }
                 } else {
                     Checkpoint::None
@@ -537,6 +556,9 @@ impl Syncer {
                 outcome.fetched += fetched;
             }
             self.store.set_last_error(practice_id, t, None).await?;
+            if state.is_some_and(|s| s.not_offered_since.is_some()) {
+                self.store.set_not_offered(practice_id, t, None).await?;
+            }
             Ok(())
         }
         .await;

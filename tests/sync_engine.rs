@@ -778,3 +778,58 @@ async fn a_resource_offered_late_gets_its_whole_history_on_postgres() -> Result<
 async fn a_resource_offered_late_gets_its_whole_history_on_sqlite() -> Result<()> {
     a_resource_offered_late_gets_its_whole_history(Db::Sqlite).await
 }
+
+/// The API refuses the cached token (revoked), and the refresh meets a 503
+/// at the token endpoint: a transient failure, retried with a fresh token
+/// request; the practice never turns `auth_failed` (issue 12).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_token_failure_never_marks_auth_failed() -> Result<()> {
+    let fixture = Fixture::new(Db::Sqlite, 14, Size::Small).await?;
+    // One resource at a time, so no other resource's refresh hides the
+    // sequence.
+    let worker = fixture.worker(SyncConfig {
+        concurrency: 1,
+        ..small_chunks()
+    })?;
+    fixture.initial(&worker).await?;
+    fixture.sim.revoke_tokens(0).await?;
+    fixture
+        .sim
+        .set_faults(
+            0,
+            &FaultConfig {
+                script: vec![ScriptedFault {
+                    fault: FaultKind::Error5xx,
+                    count: 1,
+                    path_contains: Some("/oauth/".into()),
+                    retry_after_secs: None,
+                    slow_ms: None,
+                    status: Some(503),
+                }],
+                ..FaultConfig::default()
+            },
+        )
+        .await?;
+    let run = fixture.incremental(&worker).await?;
+    ensure!(
+        run.status == RunState::Succeeded,
+        "the cycle did not get through a transient token failure: {run:?}"
+    );
+    let practice = fixture
+        .store
+        .store
+        .get_practice(PRACTICE)
+        .await?
+        .context("practice vanished")?;
+    ensure!(
+        practice.status == PracticeStatus::Active,
+        "a transient token failure turned the practice {}",
+        practice.status
+    );
+    let counters = fixture.sim.counters(0).await?;
+    ensure!(
+        counters.responses_by_status.get(&503).copied().unwrap_or(0) >= 1,
+        "the token endpoint's 503 was never met: {counters:?}"
+    );
+    fixture.remove().await
+}

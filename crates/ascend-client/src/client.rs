@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -330,8 +330,10 @@ impl OrgClient {
     ) -> Result<(Vec<u8>, u32), ClientError> {
         let config = &self.inner.client.config;
         let attempts = AtomicU32::new(0);
-        let refreshed = AtomicBool::new(false);
-        let body = (|| self.attempt(resource, cursor, url, &attempts, &refreshed))
+        // The generation of the first token the API refused in this call
+        // (u64::MAX: none yet), across retries.
+        let refused = AtomicU64::new(u64::MAX);
+        let body = (|| self.attempt(resource, cursor, url, &attempts, &refused))
             .retry(retry::backoff(config))
             .sleep(tokio::time::sleep)
             .when(ClientError::is_retryable)
@@ -404,13 +406,19 @@ impl OrgClient {
 
     /// One attempt: a token, the budget, one GET (two when a 401 calls for
     /// a fresh token).
+    ///
+    /// A 401 forgets the refused token (no retry or other task uses it
+    /// again) and asks for a fresh one. Only a token issued after that
+    /// refusal and refused in turn is an auth failure; a refresh that fails
+    /// on the way (a 503 at the token endpoint) is transient and retried
+    /// with a fresh token request, never with the refused token.
     async fn attempt(
         &self,
         resource: Resource,
         cursor: &Cursor,
         url: &Url,
         attempts: &AtomicU32,
-        refreshed: &AtomicBool,
+        refused: &AtomicU64,
     ) -> Result<Vec<u8>, ClientError> {
         let inner = &*self.inner;
         let config = &inner.client.config;
@@ -464,9 +472,13 @@ impl OrgClient {
                 };
             }
             let error = match status {
-                401 if !refreshed.swap(true, Ordering::Relaxed) => {
+                401 if refused.load(Ordering::Relaxed) >= token.generation => {
+                    // The first refusal in this call (or of a token no
+                    // newer than the one refused first): fetch a new one.
                     tracing::info!(status, attempt, "access token refused; fetching a new one");
                     let _ = read_error_body(&mut response).await;
+                    inner.tokens.invalidate(token.generation);
+                    refused.fetch_min(token.generation, Ordering::Relaxed);
                     stale = Some(token.generation);
                     continue;
                 }

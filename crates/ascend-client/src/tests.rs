@@ -306,6 +306,51 @@ async fn a_401_gets_one_refresh_and_one_retry() {
     assert_eq!(org.stats().token_refreshes, 2);
 }
 
+/// A 401 on the API, then a refresh that meets a 503 at the token
+/// endpoint: the retry asks for a fresh token again instead of reusing the
+/// refused one, and the page arrives. Only the token endpoint refusing the
+/// credentials is an auth failure (issue 12).
+#[tokio::test]
+async fn a_refresh_that_meets_a_503_is_retried_with_a_fresh_token() {
+    let tokens = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&tokens);
+    let stub = Stub::start(move |req, _| {
+        if req.is_token() {
+            // The first token is issued, the refresh meets a 503, the next
+            // request succeeds.
+            return match seen.fetch_add(1, Ordering::SeqCst) {
+                1 => Reply::json(503, r#"{"message":"token service busy"}"#),
+                _ => token_reply(),
+            };
+        }
+        // The API refuses the first token it is shown, then answers.
+        if seen.load(Ordering::SeqCst) == 1 {
+            Reply::json(401, r#"{"fault":{"faultstring":"Invalid access token"}}"#)
+        } else {
+            Reply::json(200, page_body([1], None))
+        }
+    })
+    .await;
+    let org = org_for(&stub).await;
+    let page = org
+        .fetch_page(Resource::Patients, &ListQuery::new(), &Cursor::Start)
+        .await
+        .expect("a transient refresh failure is not an auth failure");
+    assert_eq!(page.records.len(), 1);
+    assert_eq!(
+        tokens.load(Ordering::SeqCst),
+        3,
+        "issued, 503, issued again"
+    );
+    // Never the refused token again: a fresh token comes before the retry.
+    let order: Vec<bool> = stub.requests().iter().map(Req::is_token).collect();
+    assert_eq!(
+        order,
+        [true, false, true, true, false],
+        "token or API, in order"
+    );
+}
+
 #[tokio::test]
 async fn a_second_401_is_an_auth_error() {
     let stub =

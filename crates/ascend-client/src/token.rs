@@ -170,6 +170,15 @@ impl TokenCache {
         Ok(token)
     }
 
+    /// Forgets the token of `generation` (the API refused it), so no later
+    /// call, retry or task uses it again; a newer token is kept.
+    pub(crate) fn invalidate(&self, generation: u64) {
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if current.as_ref().is_some_and(|t| t.generation == generation) {
+            *current = None;
+        }
+    }
+
     fn usable(&self, stale: Option<u64>) -> Option<Arc<Token>> {
         let current = self
             .current

@@ -17,3 +17,8 @@ ALTER TABLE sync_chunks ADD COLUMN queued_at timestamptz;
 -- does not hold the initial sync back; incremental cycles ask it again, and
 -- its first answer pulls its whole history (issue 12: no silent gap).
 ALTER TABLE sync_state ADD COLUMN not_offered_since timestamptz;
+
+-- claimed_at_once: the current claim took a practice that a person had made
+-- due now (connected, enabled, rotated: next_sync_at NULL); its job goes
+-- without the scheduler's spread delay (issue 12).
+ALTER TABLE practices ADD COLUMN claimed_at_once boolean NOT NULL DEFAULT false;

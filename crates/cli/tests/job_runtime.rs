@@ -1351,3 +1351,52 @@ async fn a_failing_history_write_leaves_the_message_to_be_delivered_again() -> R
     );
     env.remove().await
 }
+
+/// A practice a person just connected starts at once: its first job skips
+/// the scheduler's spread, while a practice whose interval came round is
+/// spread as before (issue 12).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_newly_connected_practice_starts_at_once() -> Result<()> {
+    let mut env = Env::new(Kind::Database, 1, Size::Tiny, settings(5, 30)).await?;
+    env.add_practices(1, 1).await?;
+    let practice = env.practices[0].0.clone();
+    // A spread window of a minute (a tenth of 15 minutes, capped at 60 s).
+    let scheduler = Scheduler::new(
+        env.store().clone(),
+        env.queue.clone(),
+        SchedulerConfig {
+            scheduler_id: "s".into(),
+            tick: Duration::from_secs(1),
+            batch: 10,
+            claim_for: Duration::from_secs(600),
+            max_spread: Duration::from_secs(60),
+        },
+    );
+    let now = OffsetDateTime::now_utc();
+    ensure!(scheduler.tick(now).await?.enqueued == 1);
+    let depth = env.queue.depth().await?;
+    ensure!(
+        depth.visible == 1 && depth.delayed == 0,
+        "a newly connected practice waited for the spread: {depth:?}"
+    );
+    // Its next regular cycle is spread.
+    let delivered = env.queue.receive(1, Duration::ZERO).await?;
+    let delivery = delivered.first().context("no job")?;
+    env.queue.delete(delivery).await?;
+    let (claim, _) = env
+        .store()
+        .inflight_job(&practice)
+        .await?
+        .context("no claim")?;
+    env.store().release_inflight(&practice, &claim).await?;
+    env.store()
+        .set_next_sync_at(&practice, Some(now - time::Duration::seconds(1)))
+        .await?;
+    ensure!(scheduler.tick(OffsetDateTime::now_utc()).await?.enqueued == 1);
+    let depth = env.queue.depth().await?;
+    ensure!(
+        depth.delayed == 1 && depth.visible == 0,
+        "a regular cycle was not spread: {depth:?}"
+    );
+    env.remove().await
+}

@@ -206,10 +206,17 @@ fn job_for(
         Trigger::Schedule,
         now,
     );
-    job.outgoing(schedule::spread_delay(
-        &practice.practice_id,
-        tick_id,
-        practice.sync_interval_minutes,
-        max_spread,
-    ))
+    // A practice a person just made due (connected, enabled, rotated)
+    // starts at once; the spread is for the fleet's regular cycles.
+    let delay = if practice.at_once {
+        Duration::ZERO
+    } else {
+        schedule::spread_delay(
+            &practice.practice_id,
+            tick_id,
+            practice.sync_interval_minutes,
+            max_spread,
+        )
+    };
+    job.outgoing(delay)
 }

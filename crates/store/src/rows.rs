@@ -17,6 +17,7 @@ pub(crate) trait RowExt {
     fn int(&self, col: &'static str) -> Result<i64, StoreError>;
     fn opt_int(&self, col: &'static str) -> Result<Option<i64>, StoreError>;
     fn small(&self, col: &'static str) -> Result<i16, StoreError>;
+    fn flag(&self, col: &'static str) -> Result<bool, StoreError>;
     fn time(&self, col: &'static str) -> Result<OffsetDateTime, StoreError>;
     fn opt_time(&self, col: &'static str) -> Result<Option<OffsetDateTime>, StoreError>;
     fn opt_date(&self, col: &'static str) -> Result<Option<time::Date>, StoreError>;
@@ -55,6 +56,9 @@ macro_rules! impl_row_ext {
                 self.try_get(col).map_err(|e| unreadable(col, e))
             }
             fn small(&self, col: &'static str) -> Result<i16, StoreError> {
+                self.try_get(col).map_err(|e| unreadable(col, e))
+            }
+            fn flag(&self, col: &'static str) -> Result<bool, StoreError> {
                 self.try_get(col).map_err(|e| unreadable(col, e))
             }
             fn time(&self, col: &'static str) -> Result<OffsetDateTime, StoreError> {

@@ -52,6 +52,9 @@ pub struct DuePractice {
     pub job_id: String,
     /// When it is due next (already moved on by this claim).
     pub next_sync_at: OffsetDateTime,
+    /// A person made it due now (connected, enabled or rotated: no next
+    /// time was set): its job goes at once, without the spread.
+    pub at_once: bool,
 }
 
 /// What to do about a Force Sync Now request ([`Store::request_force`]).
@@ -113,6 +116,7 @@ macro_rules! claim_sql {
         concat!(
             "UPDATE practices SET inflight_job_id = $3 || ':' || practice_id, \
              inflight_until = $4, inflight_forced = false, \
+             claimed_at_once = (next_sync_at IS NULL), \
              next_sync_at = CASE WHEN next_sync_at IS NOT NULL AND ",
             $next,
             " > $1 THEN ",
@@ -126,7 +130,8 @@ macro_rules! claim_sql {
              AND (inflight_until IS NULL OR inflight_until <= $1) \
              ORDER BY COALESCE(next_sync_at, $1), practice_id LIMIT $2",
             $lock,
-            ") RETURNING practice_id, status, sync_interval_minutes, inflight_job_id, next_sync_at"
+            ") RETURNING practice_id, status, sync_interval_minutes, inflight_job_id, next_sync_at, \
+             claimed_at_once"
         )
     };
 }
@@ -195,6 +200,7 @@ impl Store {
                         sync_interval_minutes: row.small("sync_interval_minutes")?,
                         job_id: row.text("inflight_job_id")?,
                         next_sync_at: row.time("next_sync_at")?,
+                        at_once: row.flag("claimed_at_once")?,
                     })
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?

@@ -337,7 +337,8 @@ async fn a_truncated_page_is_a_bad_payload_naming_resource_and_page() -> Result<
         sim.set_faults(
             0,
             &FaultConfig {
-                script: vec![script(kind, 1, "/v1/patients")],
+                // Every fetch the client makes of the page is broken.
+                script: vec![script(kind, 3, "/v1/patients")],
                 ..FaultConfig::default()
             },
         )

@@ -17,7 +17,9 @@ use control::Synced;
 use queue::{DbQueue, Queue, QueueSettings};
 use store::{NewPractice, PracticeStatus, RunRecord, RunState};
 use sync_core::Scope;
-use system_tests::{Db, Sim, TempDir, TestStore, assert_table_equals_source, test_client};
+use system_tests::{
+    Db, Sim, TempDir, TestStore, assert_table_equals_source, test_client, test_client_config,
+};
 use worker::credentials::FixedCredentials;
 use worker::jobs::{Worker, WorkerConfig};
 use worker::{SyncConfig, Syncer};
@@ -100,10 +102,19 @@ impl Fixture {
     }
 
     fn worker_on(&self, syncer: Syncer, queue: Queue) -> Result<Worker> {
+        self.worker_with_client(syncer, queue, test_client(1000)?)
+    }
+
+    fn worker_with_client(
+        &self,
+        syncer: Syncer,
+        queue: Queue,
+        client: ascend_client::AscendClient,
+    ) -> Result<Worker> {
         Ok(Worker::new(
             syncer,
             queue,
-            test_client(1000)?,
+            client,
             Arc::new(FixedCredentials(self.sim.connection(0)?)),
             WorkerConfig {
                 worker_id: "test-worker".into(),
@@ -288,10 +299,21 @@ async fn page_requests(sim: &Sim) -> Result<HashMap<(String, String), u32>> {
 /// whose first fetch failed; nothing is lost or duplicated.
 async fn resumes_after_failures(db: Db, seed: u64) -> Result<()> {
     let fixture = Fixture::new(db, seed, Size::Small).await?;
-    let worker = fixture.worker(SyncConfig {
-        concurrency: 1,
-        ..small_chunks()
-    })?;
+    // One fetch per page, so broken pages fail their chunk job.
+    let mut config = test_client_config(1000)?;
+    config.body_attempts = 1;
+    let worker = fixture.worker_with_client(
+        Syncer::new(
+            fixture.store.store.clone(),
+            fixture.archive.clone(),
+            SyncConfig {
+                concurrency: 1,
+                ..small_chunks()
+            },
+        ),
+        fixture.queue.clone(),
+        ascend_client::AscendClient::new(config)?,
+    )?;
     fixture
         .sim
         .set_faults(
@@ -496,9 +518,10 @@ async fn a_failing_resource_does_not_stop_the_others() -> Result<()> {
             0,
             &FaultConfig {
                 not_offered: vec!["transactions".into()],
+                // Broken at every fetch the client makes of the page.
                 script: vec![ScriptedFault {
                     fault: FaultKind::Malformed,
-                    count: 1,
+                    count: 3,
                     path_contains: Some("/v1/patients?".into()),
                     retry_after_secs: None,
                     slow_ms: None,

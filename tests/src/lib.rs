@@ -155,6 +155,11 @@ impl Sim {
 /// A client configured as production would be, except that it may speak
 /// plain http to the loopback simulator, with short backoff so tests are quick.
 pub fn test_client(requests_per_second: u32) -> Result<AscendClient> {
+    Ok(AscendClient::new(test_client_config(requests_per_second)?)?)
+}
+
+/// The configuration [`test_client`] uses, to adjust before building one.
+pub fn test_client_config(requests_per_second: u32) -> Result<ClientConfig> {
     let mut config = ClientConfig::default();
     config.requests_per_second = NonZeroU32::new(requests_per_second).context("rps must be > 0")?;
     config.burst = config.requests_per_second;
@@ -162,7 +167,7 @@ pub fn test_client(requests_per_second: u32) -> Result<AscendClient> {
     config.max_delay = Duration::from_millis(500);
     config.request_timeout = Duration::from_secs(10);
     config.insecure_loopback = InsecureLoopback::allow_for_local_testing();
-    Ok(AscendClient::new(config)?)
+    Ok(config)
 }
 
 /// Connects organization `index` of `sim` through `client`.

@@ -247,10 +247,31 @@ impl OrgClient {
             cursor = %cursor,
         );
         async move {
-            let (body, attempts) = self.get(resource, cursor, &url).await?;
-            let mut page = Page::parse(resource, *cursor, &body).inspect_err(|error| {
-                tracing::warn!(error = %error, bytes = body.len(), "unusable answer");
-            })?;
+            // A body that cannot be read (cut off by a gateway, an HTML
+            // error page with status 200) is fetched again a few times,
+            // with the transient backoff, before it is the caller's.
+            let config = &self.inner.client.config;
+            let mut total = 0;
+            let mut fetch = 0;
+            let (mut page, _) = loop {
+                fetch += 1;
+                let (body, attempts) = self.get(resource, cursor, &url).await?;
+                total += attempts;
+                match Page::parse(resource, *cursor, &body) {
+                    Ok(page) => break (page, body),
+                    Err(error) if fetch < config.body_attempts.max(1) => {
+                        let wait = retry::body_delay(config, fetch);
+                        tracing::warn!(error = %error, bytes = body.len(), fetch, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "unusable answer; fetching the page again");
+                        self.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(wait).await;
+                    }
+                    Err(error) => {
+                        tracing::warn!(error = %error, bytes = body.len(), fetch, "unusable answer");
+                        return Err(error);
+                    }
+                }
+            };
+            let attempts = total;
             page.attempts = attempts;
             tracing::debug!(
                 records = page.records.len(),

@@ -70,6 +70,11 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Default records per page, `1..=500` (default 500).
     pub page_size: u32,
+    /// Most fetches of one page whose body cannot be read (truncated,
+    /// malformed), the first included, with the same backoff as transient
+    /// failures between them, before the call ends in
+    /// [`ClientError::BadPayload`] (default 3; at least 1).
+    pub body_attempts: usize,
     /// Largest response body accepted, in bytes (default 64 MiB).
     pub max_response_bytes: usize,
     /// Plain http to a loopback host (tests only; denied by default).
@@ -88,6 +93,7 @@ impl Default for ClientConfig {
             request_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
             page_size: MAX_PAGE_SIZE,
+            body_attempts: 3,
             max_response_bytes: 64 * 1024 * 1024,
             insecure_loopback: InsecureLoopback::deny(),
         }
@@ -99,6 +105,9 @@ impl ClientConfig {
     pub fn validate(&self) -> Result<(), ClientError> {
         if self.max_attempts == 0 {
             return Err(ClientError::config("max_attempts must be at least 1"));
+        }
+        if self.body_attempts == 0 {
+            return Err(ClientError::config("body_attempts must be at least 1"));
         }
         if self.page_size == 0 || self.page_size > MAX_PAGE_SIZE {
             return Err(ClientError::config(format!(

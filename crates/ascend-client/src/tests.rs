@@ -576,7 +576,7 @@ async fn redirects_are_not_followed() {
 }
 
 #[tokio::test]
-async fn a_truncated_body_is_bad_payload_and_not_retried() {
+async fn a_truncated_body_is_fetched_again_then_bad_payload() {
     let stub = stub_with(|_, _| Reply::json(200, r#"{"data":[{"id":"1"},{"id":"2","#)).await;
     let org = org_for(&stub).await;
     let cursor = Cursor::AfterId(AscendId(41));
@@ -597,7 +597,31 @@ async fn a_truncated_body_is_bad_payload_and_not_retried() {
         other => panic!("expected BadPayload, got {other}"),
     }
     assert!(error.to_string().contains("lastId=41"));
-    assert_eq!(stub.api_requests().len(), 1);
+    assert_eq!(
+        stub.api_requests().len(),
+        test_config().body_attempts,
+        "fetched again a bounded number of times"
+    );
+}
+
+#[tokio::test]
+async fn a_body_cut_off_once_is_fetched_again_and_lands() {
+    let stub = stub_with(|_, n| {
+        if n == 0 {
+            Reply::json(200, r#"{"data":[{"id":"1"},{"id":"2","#)
+        } else {
+            Reply::json(200, page_body([1, 2], None))
+        }
+    })
+    .await;
+    let org = org_for(&stub).await;
+    let page = org
+        .fetch_page(Resource::Appointments, &ListQuery::new(), &Cursor::Start)
+        .await
+        .expect("the second fetch is whole");
+    assert_eq!(page.records.len(), 2);
+    assert_eq!(page.attempts, 2);
+    assert_eq!(stub.api_requests().len(), 2);
 }
 
 #[tokio::test]

@@ -92,6 +92,20 @@ pub(crate) fn random_fraction() -> f64 {
     value
 }
 
+/// The wait before fetching again a page whose body could not be read,
+/// after `fetch` fetches: the transient backoff's ceiling for that retry
+/// (`base_delay` doubled per fetch, at most `max_delay`), full jitter.
+pub(crate) fn body_delay(config: &ClientConfig, fetch: usize) -> Duration {
+    let shift = u32::try_from(fetch.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(16);
+    let ceiling = config
+        .base_delay
+        .saturating_mul(1 << shift)
+        .min(config.max_delay);
+    ceiling.mul_f64(random_fraction())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,18 +217,4 @@ mod tests {
         };
         assert_eq!(backoff(&once).build().count(), 0);
     }
-}
-
-/// The wait before fetching again a page whose body could not be read,
-/// after `fetch` fetches: the transient backoff's ceiling for that retry
-/// (`base_delay` doubled per fetch, at most `max_delay`), full jitter.
-pub(crate) fn body_delay(config: &ClientConfig, fetch: usize) -> Duration {
-    let shift = u32::try_from(fetch.saturating_sub(1))
-        .unwrap_or(u32::MAX)
-        .min(16);
-    let ceiling = config
-        .base_delay
-        .saturating_mul(1 << shift)
-        .min(config.max_delay);
-    ceiling.mul_f64(random_fraction())
 }

@@ -856,3 +856,102 @@ async fn a_transient_token_failure_never_marks_auth_failed() -> Result<()> {
     );
     fixture.remove().await
 }
+
+/// A 403 on one resource is that resource's: the others land, the run is
+/// partial, the practice stays active. Every resource answering 403 is the
+/// integration not enabled: the practice turns `auth_failed` (issue 12).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_403_on_one_resource_stops_only_that_resource() -> Result<()> {
+    let fixture = Fixture::new(Db::Sqlite, 16, Size::Small).await?;
+    let worker = fixture.worker(small_chunks())?;
+    fixture.initial(&worker).await?;
+    fixture
+        .sim
+        .mutate(
+            0,
+            &MutateRequest {
+                resource: None,
+                creates: 20,
+                updates: 20,
+                deletes: 0,
+                seed: 16,
+            },
+        )
+        .await?;
+    let visits_refused = FaultConfig {
+        forbidden_resources: vec!["visits".into()],
+        ..FaultConfig::default()
+    };
+    fixture.sim.set_faults(0, &visits_refused).await?;
+    let run = fixture.incremental(&worker).await?;
+    let failed: Vec<(&str, &str)> = run
+        .resources
+        .iter()
+        .filter_map(|r| r.error_class.as_deref().map(|c| (r.resource.as_str(), c)))
+        .collect();
+    ensure!(
+        run.status == RunState::Partial && failed == vec![("visits", "forbidden")],
+        "{:?} {failed:?}",
+        run.status
+    );
+    let practice = fixture
+        .store
+        .store
+        .get_practice(PRACTICE)
+        .await?
+        .context("practice vanished")?;
+    ensure!(
+        practice.status == PracticeStatus::Active,
+        "a 403 on one resource turned the practice {}",
+        practice.status
+    );
+    for &resource in Resource::ALL {
+        if resource != Resource::Visits {
+            assert_table_equals_source(
+                &fixture.sim,
+                0,
+                &fixture.store.store,
+                PRACTICE,
+                fixture.scope,
+                resource,
+            )
+            .await?;
+        }
+    }
+    // Allowed again: it catches up.
+    fixture.sim.set_faults(0, &FaultConfig::default()).await?;
+    ensure!(fixture.incremental(&worker).await?.status == RunState::Succeeded);
+    fixture.assert_converged("after the 403 cleared").await?;
+
+    // Every resource refused: not enabled, a person must act.
+    fixture
+        .sim
+        .set_faults(
+            0,
+            &FaultConfig {
+                forbidden: true,
+                ..FaultConfig::default()
+            },
+        )
+        .await?;
+    let run = fixture.incremental(&worker).await?;
+    ensure!(
+        run.status == RunState::Failed && run.error_class.as_deref() == Some("auth"),
+        "{run:?}"
+    );
+    let practice = fixture
+        .store
+        .store
+        .get_practice(PRACTICE)
+        .await?
+        .context("practice vanished")?;
+    ensure!(
+        practice.status == PracticeStatus::AuthFailed
+            && practice
+                .status_detail
+                .as_deref()
+                .is_some_and(|d| d.contains("not enabled")),
+        "{practice:?}"
+    );
+    fixture.remove().await
+}

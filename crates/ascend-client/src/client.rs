@@ -325,9 +325,19 @@ impl OrgClient {
     /// Organization-ID and the vendor's enablement.
     pub async fn probe(&self) -> Result<(), ClientError> {
         let query = ListQuery::new().with_page_size(1);
-        self.fetch_page(Resource::Locations, &query, &Cursor::Start)
+        match self
+            .fetch_page(Resource::Locations, &query, &Cursor::Start)
             .await
-            .map(|_| ())
+        {
+            Ok(_) => Ok(()),
+            // Locations are every integration's first resource: a 403 there
+            // means the vendor has not enabled the integration at all.
+            Err(ClientError::Forbidden { .. }) => Err(ClientError::Auth {
+                organization_id: self.inner.organization_id.clone(),
+                reason: AuthFailure::NotEnabled,
+            }),
+            Err(error) => Err(error),
+        }
     }
 
     /// What this handle and its clones have done so far.
@@ -507,10 +517,7 @@ impl OrgClient {
                     organization_id: inner.organization_id.clone(),
                     reason: AuthFailure::TokenRefused,
                 },
-                403 => ClientError::Auth {
-                    organization_id: inner.organization_id.clone(),
-                    reason: AuthFailure::NotEnabled,
-                },
+                403 => ClientError::Forbidden { resource },
                 404 => ClientError::NotOffered { resource },
                 429 => {
                     inner.counters.rate_limited.fetch_add(1, Ordering::Relaxed);

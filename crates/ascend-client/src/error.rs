@@ -52,6 +52,18 @@ pub enum ClientError {
         /// The resource that was asked for.
         resource: Resource,
     },
+    /// `403` on a list: this organization may not read this resource. Only
+    /// that resource is affected, unless every resource answers so (then the
+    /// vendor has not enabled the integration: see [`AuthFailure::NotEnabled`]).
+    #[error(
+        "the organization may not read {resource} (403 on {}): the vendor has not allowed it \
+         for this integration; the other resources go on, ask the vendor if it is needed",
+        .resource.path()
+    )]
+    Forbidden {
+        /// The resource that was asked for.
+        resource: Resource,
+    },
     /// The server answered 2xx with a body we cannot use. Not retried by the
     /// client: the same request would most likely get the same answer.
     #[error(
@@ -171,6 +183,7 @@ impl ClientError {
             ClientError::RateLimited { .. } => ErrorClass::RateLimited,
             ClientError::Transient { .. } => ErrorClass::Transient,
             ClientError::NotOffered { .. } => ErrorClass::NotOffered,
+            ClientError::Forbidden { .. } => ErrorClass::Forbidden,
             ClientError::BadPayload { .. } => ErrorClass::BadPayload,
             ClientError::Rejected { .. } => ErrorClass::Rejected,
             ClientError::Config { .. } => ErrorClass::Config,
@@ -306,6 +319,13 @@ mod tests {
                 true,
             ),
             (ClientError::transient(Some(503), "x"), "transient", true),
+            (
+                ClientError::Forbidden {
+                    resource: Resource::Visits,
+                },
+                "forbidden",
+                false,
+            ),
             (
                 ClientError::NotOffered {
                     resource: Resource::Transactions,

@@ -206,10 +206,15 @@ async fn handle(
     };
     let (forbidden, not_offered) = {
         let f = lock(&o.faults);
-        let not_offered = route
-            .resource()
-            .is_some_and(|r| f.config.not_offered.iter().any(|n| n == r.path()));
-        (f.config.forbidden, not_offered)
+        let listed = |names: &[String]| {
+            route
+                .resource()
+                .is_some_and(|r| names.iter().any(|n| n == r.path()))
+        };
+        (
+            f.config.forbidden || listed(&f.config.forbidden_resources),
+            listed(&f.config.not_offered),
+        )
     };
     if forbidden {
         return (Some(org), not_enabled());

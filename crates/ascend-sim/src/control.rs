@@ -129,6 +129,9 @@ pub struct FaultConfig {
     pub forbidden: bool,
     /// Resource path names answered with 404 ("not offered to this organization").
     pub not_offered: Vec<String>,
+    /// Resource path names answered with 403 (this integration may not read
+    /// them); the other resources answer as usual.
+    pub forbidden_resources: Vec<String>,
     pub script: Vec<ScriptedFault>,
     pub seed: Option<u64>,
 }

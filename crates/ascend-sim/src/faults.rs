@@ -62,6 +62,11 @@ impl FaultState {
                 return Err(format!("not_offered: unknown resource '{name}'"));
             }
         }
+        for name in &config.forbidden_resources {
+            if Resource::from_path(name).is_none() {
+                return Err(format!("forbidden_resources: unknown resource '{name}'"));
+            }
+        }
         for s in &config.script {
             if let Some(st) = s.status
                 && !(500..=599).contains(&st)

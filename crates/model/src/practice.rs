@@ -103,6 +103,10 @@ text_enum!(
         Transient => "transient",
         /// The organization is not offered this resource (404).
         NotOffered => "not_offered",
+        /// The organization may not read this resource (403): the others go
+        /// on; every resource answering so means the integration is not
+        /// enabled.
+        Forbidden => "forbidden",
         /// A page could not be read (truncated, malformed): fetched again.
         BadPayload => "bad_payload",
         /// Ascend refused our request as wrong: a bug to report.

@@ -333,6 +333,19 @@ pub fn conclude(
             if let Some((_, message)) = errors.iter().find(|(c, _)| *c == ErrorClass::Auth) {
                 return failed(job, ErrorClass::Auth, message.clone(), delivered, timing);
             }
+            // One resource refused (403) is that resource's; every resource
+            // refused is the integration not enabled: a person must act.
+            if !resources.is_empty()
+                && errors.len() == resources.len()
+                && errors.iter().all(|(c, _)| *c == ErrorClass::Forbidden)
+            {
+                let message = format!(
+                    "every resource answered 403: the vendor has not enabled the integration \
+                     for this organization; a person must act (first: {})",
+                    errors[0].1
+                );
+                return failed(job, ErrorClass::Auth, message, delivered, timing);
+            }
             match errors.first() {
                 None => done(
                     RunState::Succeeded,

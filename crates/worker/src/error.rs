@@ -21,6 +21,12 @@ pub enum SyncError {
     /// The practice is not known to the store.
     #[error("practice {0:?} is not registered; add it first")]
     UnknownPractice(String),
+    /// Every resource answered 403.
+    #[error(
+        "every resource of practice {practice_id:?} answered 403: the vendor has not enabled the \
+         integration for this organization; a person must act (ask the vendor to enable it)"
+    )]
+    NotEnabled { practice_id: String },
 }
 
 impl SyncError {
@@ -33,6 +39,7 @@ impl SyncError {
             SyncError::Plan(_) => ErrorClass::Plan,
             SyncError::Interrupted(_) => ErrorClass::Interrupted,
             SyncError::UnknownPractice(_) => ErrorClass::State,
+            SyncError::NotEnabled { .. } => ErrorClass::Auth,
         }
     }
 }

@@ -256,6 +256,7 @@ impl Syncer {
         let scope = self.scope(practice_id).await?;
         let started = OffsetDateTime::now_utc();
         let mut report = InitialReport::default();
+        let mut forbidden = 0;
         for &resource in Resource::ALL {
             let t = table(resource);
             let state = self.store.get_sync_state(practice_id, t).await?;
@@ -269,8 +270,17 @@ impl Syncer {
                     span
                 }
                 Err(error) if error.class() == ErrorClass::Auth => return Err(error.into()),
-                Err(error) if error.class() == ErrorClass::NotOffered => {
-                    // Not offered now: left unplanned and without a
+                Err(error)
+                    if matches!(
+                        error.class(),
+                        ErrorClass::NotOffered | ErrorClass::Forbidden
+                    ) =>
+                {
+                    if error.class() == ErrorClass::Forbidden {
+                        forbidden += 1;
+                    }
+                    // Not offered (404) or not allowed (403) now: left
+                    // unplanned and without a
                     // watermark, so it never looks synced. It does not hold
                     // the initial sync back; incremental cycles ask it
                     // again, and its first answer pulls its whole history.
@@ -356,6 +366,12 @@ impl Syncer {
                 .set_expected_count(practice_id, t, i64::try_from(planned.total).ok())
                 .await?;
             self.store.set_last_error(practice_id, t, None).await?;
+        }
+        if forbidden == Resource::ALL.len() {
+            // Every resource refused: the integration is not enabled.
+            return Err(SyncError::NotEnabled {
+                practice_id: practice_id.to_owned(),
+            });
         }
         Ok(report)
     }

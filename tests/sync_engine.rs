@@ -955,3 +955,37 @@ async fn a_403_on_one_resource_stops_only_that_resource() -> Result<()> {
     );
     fixture.remove().await
 }
+
+/// A gateway that serves fewer records per page than asked, and says
+/// nothing of it: no chunk or cycle ends early, every table still equals
+/// the source (issue 12).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_caps_pages_still_converges() -> Result<()> {
+    let fixture = Fixture::new(Db::Postgres, 18, Size::Small).await?;
+    let worker = fixture.worker(small_chunks())?;
+    let capped = FaultConfig {
+        page_cap: Some(37),
+        ..FaultConfig::default()
+    };
+    fixture.sim.set_faults(0, &capped).await?;
+    fixture.initial(&worker).await?;
+    fixture
+        .assert_converged("after a capped initial sync")
+        .await?;
+    fixture
+        .sim
+        .mutate(
+            0,
+            &MutateRequest {
+                resource: None,
+                creates: 200,
+                updates: 200,
+                deletes: 0,
+                seed: 18,
+            },
+        )
+        .await?;
+    ensure!(fixture.incremental(&worker).await?.status == RunState::Succeeded);
+    fixture.assert_converged("after a capped cycle").await?;
+    fixture.remove().await
+}

@@ -23,8 +23,12 @@ fn is_full(page: &Page, asked: u32) -> bool {
 /// Keyset paging (`lastId=`): ascending ids, robust to changes while paging.
 ///
 /// Call [`KeysetPager::next_page`] until it answers `Ok(None)`. The pager
-/// ends after a short page without another call; after a full page it asks
-/// again (and may then get an empty page). On an error its position is
+/// ends on an empty page, or on a short page only when the end is
+/// confirmed: the records this pager has delivered reach the
+/// `meta.pagination.total` its first page reported (the whole filter's
+/// count). Otherwise it asks again, so a gateway that serves fewer records
+/// than asked without saying so cannot end the paging early with records
+/// missing. An unchanged resource still costs one call (an empty page). On an error its position is
 /// unchanged, so calling `next_page` again retries the same page; to resume
 /// later, keep [`KeysetPager::after_id`] and pass it to
 /// [`OrgClient::keyset`].
@@ -35,6 +39,10 @@ pub struct KeysetPager {
     query: ListQuery,
     after: Option<AscendId>,
     done: bool,
+    /// The first page's `meta.pagination.total`.
+    total: Option<u64>,
+    /// Records delivered since this pager started.
+    seen: u64,
 }
 
 impl KeysetPager {
@@ -50,6 +58,8 @@ impl KeysetPager {
             query,
             after,
             done: false,
+            total: None,
+            seen: 0,
         }
     }
 
@@ -71,7 +81,12 @@ impl KeysetPager {
         if let Some(last) = page.records.last() {
             self.after = Some(last.id);
         }
-        if !is_full(&page, asked) || page.records.is_empty() {
+        if self.seen == 0 && self.total.is_none() {
+            self.total = page.total;
+        }
+        self.seen += page.records.len() as u64;
+        let confirmed_end = self.total.is_some_and(|total| self.seen >= total);
+        if page.records.is_empty() || (!is_full(&page, asked) && confirmed_end) {
             self.done = true;
         }
         Ok(Some(page))

@@ -835,7 +835,38 @@ async fn keyset_paging_resumes_after_an_id_and_after_an_error() {
     assert_eq!(pager.after_id(), Some(AscendId(4)));
     let last = pager.next_page().await.expect("page").expect("some");
     assert_eq!(last.records.iter().map(|r| r.id.0).collect::<Vec<_>>(), [5]);
+    // Resumed after id 2, the pager has seen 3 of the 5 records the total
+    // names, so a short page is not taken as the end: an empty page is.
+    let empty = pager.next_page().await.expect("page").expect("some");
+    assert!(empty.records.is_empty());
     assert!(pager.next_page().await.expect("end").is_none());
+}
+
+#[tokio::test]
+async fn a_short_page_ends_keyset_paging_only_at_the_total() {
+    // A gateway that serves 2 records whatever was asked, and says nothing
+    // of it: 5 records in all.
+    let stub = stub_with(|req, _| {
+        let after: u64 = req
+            .query("lastId")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let ids: Vec<u64> = (after + 1..=5).take(2).collect();
+        Reply::json(200, page_body(ids, Some(5)))
+    })
+    .await;
+    let org = org_for(&stub).await;
+    let mut pager = org.keyset(Resource::Patients, ListQuery::new().with_page_size(4), None);
+    let mut ids = Vec::new();
+    while let Some(page) = pager.next_page().await.expect("page") {
+        ids.extend(page.records.iter().map(|r| r.id.0));
+    }
+    assert_eq!(ids, [1, 2, 3, 4, 5], "a short page ended the paging early");
+    assert_eq!(
+        stub.api_requests().len(),
+        3,
+        "the page reaching the total ends it, without another call"
+    );
 }
 
 #[tokio::test]

@@ -532,14 +532,16 @@ fn parse_list_query(res: Resource, query: &str) -> Result<ListQuery, String> {
         page_size,
         last_id,
         fields: Fields::parse(query_param(query, "responseFields").as_deref()),
+        serve_cap: None,
     })
 }
 
 fn list(org: &crate::state::Org, res: Resource, query: &str) -> Reply {
-    let q = match parse_list_query(res, query) {
+    let mut q = match parse_list_query(res, query) {
         Ok(q) => q,
         Err(m) => return bad_request(&m),
     };
+    q.serve_cap = lock(&org.faults).config.page_cap;
     let data = read(&org.data);
     let view = View::new(&org.world, &data, res);
     match list_page(&view, &q, &org.totals) {

@@ -132,6 +132,10 @@ pub struct FaultConfig {
     /// Resource path names answered with 403 (this integration may not read
     /// them); the other resources answer as usual.
     pub forbidden_resources: Vec<String>,
+    /// A gateway that serves at most this many records per list page,
+    /// whatever `pageSize` asked, and still reports the `pageSize` asked
+    /// (an adversarial cap that says nothing).
+    pub page_cap: Option<u64>,
     pub script: Vec<ScriptedFault>,
     pub seed: Option<u64>,
 }

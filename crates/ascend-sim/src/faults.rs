@@ -62,6 +62,9 @@ impl FaultState {
                 return Err(format!("not_offered: unknown resource '{name}'"));
             }
         }
+        if config.page_cap == Some(0) {
+            return Err("page_cap must be at least 1".into());
+        }
         for name in &config.forbidden_resources {
             if Resource::from_path(name).is_none() {
                 return Err(format!("forbidden_resources: unknown resource '{name}'"));

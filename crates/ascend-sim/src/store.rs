@@ -532,6 +532,8 @@ pub(crate) struct ListQuery {
     pub(crate) page_size: u64,
     pub(crate) last_id: Option<u64>,
     pub(crate) fields: Fields,
+    /// A gateway's cap on records served per page (None: `page_size`).
+    pub(crate) serve_cap: Option<u64>,
 }
 
 /// Serialises one page in the list envelope.
@@ -566,6 +568,7 @@ pub(crate) fn list_page(
         }
     };
     let mut n = 0u64;
+    let serve = q.serve_cap.map_or(q.page_size, |cap| cap.min(q.page_size));
     let mut result = Ok(());
     if let Some(from) = from {
         view.scan(&q.plan, from, |_, rec| {
@@ -577,7 +580,7 @@ pub(crate) fn list_page(
                 return false;
             }
             n += 1;
-            n < q.page_size
+            n < serve
         });
     }
     result?;

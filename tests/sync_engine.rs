@@ -989,3 +989,70 @@ async fn a_gateway_that_caps_pages_still_converges() -> Result<()> {
     fixture.assert_converged("after a capped cycle").await?;
     fixture.remove().await
 }
+
+/// Ascend answers 429 with `Retry-After: 3600`: the job gives its message
+/// back with a delay (a fresh copy, so no delivery is used up) instead of
+/// holding a worker or retrying into the dead letters (issue 12).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_retry_after_gives_the_job_back_without_dead_lettering() -> Result<()> {
+    let fixture = Fixture::new(Db::Sqlite, 20, Size::Small).await?;
+    let worker = fixture.worker(small_chunks())?;
+    fixture.initial(&worker).await?;
+    fixture
+        .sim
+        .set_faults(
+            0,
+            &FaultConfig {
+                rate_limited_rate: 1.0,
+                retry_after_secs: Some(3600),
+                ..FaultConfig::default()
+            },
+        )
+        .await?;
+    let decision = control::force_sync(
+        &fixture.store.store,
+        &fixture.queue,
+        PRACTICE,
+        queue::Trigger::Force,
+        Duration::from_secs(600),
+    )
+    .await?;
+    ensure!(
+        matches!(decision, store::ForceDecision::Enqueue { .. }),
+        "{decision:?}"
+    );
+    let drained =
+        worker::drain::run_until_idle(&worker, &fixture.queue, Duration::from_secs(10)).await;
+    ensure!(
+        matches!(
+            drained,
+            Err(worker::drain::DrainError::NotIdle { remaining: 1, .. })
+        ),
+        "the throttled job did not wait on the queue: {drained:?}"
+    );
+    let depth = fixture.queue.depth().await?;
+    ensure!(
+        depth.delayed == 1 && depth.visible == 0 && depth.in_flight == 0 && depth.dead == 0,
+        "the job is not waiting out the Retry-After on the queue: {depth:?}"
+    );
+    let runs = fixture
+        .store
+        .store
+        .history(&store::HistoryQuery {
+            practice_id: Some(PRACTICE.into()),
+            failed_only: false,
+            since: None,
+            limit: 1,
+        })
+        .await?;
+    let last = runs.first().context("no run")?;
+    ensure!(
+        last.status == RunState::Retrying && last.error_class.as_deref() == Some("rate_limited"),
+        "{last:?}"
+    );
+    ensure!(
+        runs.iter().all(|r| r.attempt == 1),
+        "the job was retried at once instead of waiting: {runs:?}"
+    );
+    fixture.remove().await
+}

@@ -404,8 +404,10 @@ impl OrgClient {
     }
 
     /// Waits for the organization's pause (after a 429) and for room in its
-    /// request budget.
-    async fn wait_for_budget(&self) {
+    /// request budget. A pause longer than `max_retry_after` is not waited
+    /// out in place: the call ends at once with [`ClientError::RateLimited`]
+    /// and the time left, so the caller can give its work back.
+    async fn wait_for_budget(&self) -> Result<(), ClientError> {
         loop {
             let until = *self
                 .inner
@@ -414,16 +416,26 @@ impl OrgClient {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             match until {
-                Some(until) if until > Instant::now() => tokio::time::sleep_until(until).await,
+                Some(until) if until > Instant::now() => {
+                    let left = until - Instant::now();
+                    if left > self.inner.client.config.max_retry_after {
+                        return Err(ClientError::RateLimited {
+                            retry_after: Some(left),
+                        });
+                    }
+                    tokio::time::sleep_until(until).await;
+                }
                 _ => break,
             }
         }
         self.inner.shared.limiter.until_ready().await;
+        Ok(())
     }
 
-    /// Pauses every task of this organization until `wait` has passed.
+    /// Pauses every task of this organization until `wait` has passed (at
+    /// most a day, whatever the server said).
     fn pause(&self, wait: Duration) {
-        let until = Instant::now() + wait.min(self.inner.client.config.max_retry_after);
+        let until = Instant::now() + wait.min(Duration::from_secs(24 * 3600));
         let mut paused = self
             .inner
             .shared
@@ -461,7 +473,7 @@ impl OrgClient {
         let mut stale = None;
         loop {
             let token = inner.tokens.token(&ctx, stale).await?;
-            self.wait_for_budget().await;
+            self.wait_for_budget().await?;
             let attempt = attempts.fetch_add(1, Ordering::Relaxed) + 1;
             inner.counters.calls.fetch_add(1, Ordering::Relaxed);
             let sent = inner

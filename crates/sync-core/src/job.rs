@@ -145,6 +145,16 @@ pub enum Outcome {
         /// The plan's chunks that are still pending.
         pending: Vec<PendingChunk>,
     },
+    /// Ascend asked the job to wait (`429` with a `Retry-After` longer
+    /// than the client waits in place): the job gives its message back
+    /// with that delay instead of holding a worker, without using up a
+    /// delivery. See [`throttled`].
+    Throttled {
+        /// How long Ascend asked to wait.
+        retry_after: Duration,
+        /// What happened, for history.
+        message: String,
+    },
     /// A chunk ran to its end (or was already done).
     ChunkDone {
         /// Resources not planned yet (after this chunk).
@@ -199,6 +209,49 @@ pub struct Decision {
     pub effects: Effects,
     /// What becomes of the message.
     pub settle: Settle,
+}
+
+/// The longest delay a message can be sent with (SQS's 15 minutes): a
+/// longer `Retry-After` is waited out in steps of it.
+pub const MAX_REQUEUE_DELAY: Duration = Duration::from_secs(15 * 60);
+
+/// An outcome that failed only because Ascend asked to wait (`429` with
+/// `retry_after`, the longest asked): [`Outcome::Throttled`]. A whole
+/// failure of class `rate_limited`, or an incremental cycle whose every
+/// resource was rate limited, is; anything else is returned as it was
+/// (resources that landed make the cycle partial, not throttled).
+#[must_use]
+pub fn throttled(outcome: Outcome, retry_after: Option<Duration>) -> Outcome {
+    let Some(retry_after) = retry_after else {
+        return outcome;
+    };
+    match &outcome {
+        Outcome::Failed {
+            class: ErrorClass::RateLimited,
+            message,
+        } => Outcome::Throttled {
+            retry_after,
+            message: message.clone(),
+        },
+        Outcome::Incremental { resources }
+            if !resources.is_empty()
+                && resources.iter().all(|(_, error)| {
+                    error
+                        .as_ref()
+                        .is_some_and(|(class, _)| *class == ErrorClass::RateLimited)
+                }) =>
+        {
+            let message = resources
+                .iter()
+                .find_map(|(_, error)| error.as_ref().map(|(_, m)| m.clone()))
+                .unwrap_or_default();
+            Outcome::Throttled {
+                retry_after,
+                message,
+            }
+        }
+        _ => outcome,
+    }
 }
 
 /// A message that is not a job this build can run: to the dead letters
@@ -327,6 +380,17 @@ pub fn conclude(
             },
         ),
         Outcome::Failed { class, message } => failed(job, class, message, delivered, timing),
+        Outcome::Throttled {
+            retry_after,
+            message,
+        } => Decision {
+            run: RunState::Retrying,
+            error: Some((ErrorClass::RateLimited, message)),
+            effects: Effects::default(),
+            settle: Settle::Requeue {
+                delay: retry_after.min(MAX_REQUEUE_DELAY),
+            },
+        },
         Outcome::Incremental { resources } => {
             let errors: Vec<&(ErrorClass, String)> =
                 resources.iter().filter_map(|(_, e)| e.as_ref()).collect();

@@ -30,6 +30,14 @@ pub enum SyncError {
 }
 
 impl SyncError {
+    /// The wait Ascend asked for, when this is its rate limit.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            SyncError::Api(ClientError::RateLimited { retry_after }) => *retry_after,
+            _ => None,
+        }
+    }
+
     /// A short stable class for history and metrics.
     pub fn class(&self) -> ErrorClass {
         match self {

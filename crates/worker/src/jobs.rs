@@ -369,8 +369,8 @@ impl Worker {
             // stay; the message is released for another worker at once.
             None => (job::shut_down(), Step::default()),
             Some(step) => {
-                let mut decision =
-                    job::conclude(&job, step.outcome.clone(), delivered, self.timing(), now);
+                let outcome = job::throttled(step.outcome.clone(), step.retry_after);
+                let mut decision = job::conclude(&job, outcome, delivered, self.timing(), now);
                 if !decision.effects.enqueue.is_empty()
                     && let Err(message) = self.send_jobs(&decision.effects.enqueue, now).await
                 {
@@ -595,8 +595,9 @@ impl Worker {
             .await
         {
             Ok(report) => report,
-            Err(error) => return Step::failed(error.class(), error.to_string()),
+            Err(error) => return Step::from_error(&error),
         };
+        let retry_after = report.resources.iter().filter_map(|r| r.retry_after).max();
         let resources = report
             .resources
             .iter()
@@ -612,6 +613,7 @@ impl Worker {
             fetched: report.fetched(),
             written: report.resources.iter().map(|r| r.written).sum(),
             resources,
+            retry_after,
             ..Step::of(Outcome::Incremental {
                 resources: report
                     .resources
@@ -626,7 +628,7 @@ impl Worker {
         let practice_id = job.practice_id();
         let report = match self.inner.syncer.plan_initial(practice_id, org).await {
             Ok(report) => report,
-            Err(error) => return Step::failed(error.class(), error.to_string()),
+            Err(error) => return Step::from_error(&error),
         };
         let chunks = match self.store().pending_chunks(practice_id).await {
             Ok(chunks) => chunks,
@@ -667,12 +669,12 @@ impl Worker {
         } else {
             match syncer.run_chunk(practice_id, org, &chunk).await {
                 Ok(report) => (report.fetched, report.written),
-                Err(error) => return Step::failed(error.class(), error.to_string()),
+                Err(error) => return Step::from_error(&error),
             }
         };
         let (unplanned, pending) = match syncer.initial_progress(practice_id).await {
             Ok(progress) => progress,
-            Err(error) => return Step::failed(error.class(), error.to_string()),
+            Err(error) => return Step::from_error(&error),
         };
         Step {
             fetched,
@@ -792,6 +794,9 @@ struct Step {
     /// The credential version the job opened (or the practice's, if it
     /// could not open them).
     credential_version: Option<i64>,
+    /// The longest wait Ascend asked for (`Retry-After`), if its rate
+    /// limit stopped the step.
+    retry_after: Option<Duration>,
 }
 
 impl Default for Step {
@@ -812,10 +817,18 @@ impl Step {
             resources: Vec::new(),
             stats: None,
             credential_version: None,
+            retry_after: None,
         }
     }
 
     fn failed(class: ErrorClass, message: String) -> Step {
         Step::of(Outcome::Failed { class, message })
+    }
+
+    fn from_error(error: &crate::SyncError) -> Step {
+        Step {
+            retry_after: error.retry_after(),
+            ..Step::failed(error.class(), error.to_string())
+        }
     }
 }

@@ -90,6 +90,8 @@ pub struct ResourceOutcome {
     pub written: u64,
     /// Error class and message, when the resource failed.
     pub error: Option<(ErrorClass, String)>,
+    /// The wait Ascend asked for, when its rate limit stopped the resource.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -525,6 +527,7 @@ impl Syncer {
             fetched: 0,
             written: 0,
             error: None,
+            retry_after: None,
         };
         let result: Result<(), SyncError> = async {
             let t = table(resource);
@@ -592,6 +595,7 @@ impl Syncer {
                     error = %store_error
                 );
             }
+            outcome.retry_after = error.retry_after();
             outcome.error = Some((error.class(), message));
         }
         outcome

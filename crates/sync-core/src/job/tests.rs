@@ -691,6 +691,69 @@ fn every_outcome_of_every_kind_ends_as_written() {
 }
 
 #[test]
+fn a_long_retry_after_gives_the_message_back_without_using_a_delivery() {
+    let hour = Duration::from_secs(3600);
+    for (what, job) in [
+        ("chunk", chunk()),
+        ("incremental", incremental(Trigger::Schedule)),
+    ] {
+        let outcome = throttled(fail(ErrorClass::RateLimited), Some(hour));
+        let decision = conclude(&job, outcome, last(), TIMING, NOW);
+        assert_eq!(decision.run, RunState::Retrying, "{what}");
+        assert_eq!(
+            decision.settle,
+            Settle::Requeue {
+                delay: MAX_REQUEUE_DELAY
+            },
+            "{what}: even on its last delivery, never dead-lettered"
+        );
+        assert_eq!(decision.effects, Effects::default(), "{what}");
+    }
+    // Every resource throttled: the cycle waits.
+    let all = resources(&[
+        (Resource::Patients, Some(ErrorClass::RateLimited)),
+        (Resource::Visits, Some(ErrorClass::RateLimited)),
+    ]);
+    assert!(matches!(
+        throttled(all, Some(hour)),
+        Outcome::Throttled { .. }
+    ));
+    // Some landed: partial, as before; no wait asked: as before.
+    let some = resources(&[
+        (Resource::Patients, None),
+        (Resource::Visits, Some(ErrorClass::RateLimited)),
+    ]);
+    assert!(matches!(
+        throttled(some, Some(hour)),
+        Outcome::Incremental { .. }
+    ));
+    assert!(matches!(
+        throttled(fail(ErrorClass::RateLimited), None),
+        Outcome::Failed { .. }
+    ));
+    assert!(matches!(
+        throttled(fail(ErrorClass::Transient), Some(hour)),
+        Outcome::Failed { .. }
+    ));
+    let short = conclude(
+        &chunk(),
+        throttled(
+            fail(ErrorClass::RateLimited),
+            Some(Duration::from_secs(200)),
+        ),
+        first(),
+        TIMING,
+        NOW,
+    );
+    assert_eq!(
+        short.settle,
+        Settle::Requeue {
+            delay: Duration::from_secs(200)
+        }
+    );
+}
+
+#[test]
 fn a_plan_enqueues_exactly_the_chunks_not_queued_on_the_standard_lane() {
     let forced = Job::InitialPlan {
         meta: meta(Trigger::Force),

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use ascend_client::Resource;
-use ascend_sim::{FaultConfig, FaultKind, MutateRequest, ScriptedFault, SimConfig, Size};
+use ascend_sim::{
+    FaultConfig, FaultKind, MutateRequest, MutateResult, ScriptedFault, SimConfig, Size,
+};
 use control::Synced;
 use queue::{DbQueue, Queue, QueueSettings};
 use store::{NewPractice, PracticeStatus, RunRecord, RunState};
@@ -163,6 +165,22 @@ impl Fixture {
             .context("the incremental cycle left no run")
     }
 
+    /// Creates and updates records of every resource in the simulator.
+    async fn change(&self, creates: usize, updates: usize, seed: u64) -> Result<MutateResult> {
+        self.sim
+            .mutate(
+                0,
+                &MutateRequest {
+                    resource: None,
+                    creates,
+                    updates,
+                    deletes: 0,
+                    seed,
+                },
+            )
+            .await
+    }
+
     async fn assert_converged(&self, when: &str) -> Result<usize> {
         let mut total = 0;
         for &resource in Resource::ALL {
@@ -217,19 +235,7 @@ async fn converges(db: Db, seed: u64) -> Result<()> {
     ensure!(landed > 1000, "seed {seed}: only {landed} records in scope");
 
     for cycle in 0..3u64 {
-        let changes = fixture
-            .sim
-            .mutate(
-                0,
-                &MutateRequest {
-                    resource: None,
-                    creates: 40,
-                    updates: 60,
-                    deletes: 0,
-                    seed: seed * 100 + cycle,
-                },
-            )
-            .await?;
+        let changes = fixture.change(40, 60, seed * 100 + cycle).await?;
         ensure!(
             changes.created.len() + changes.updated.len() > 0,
             "seed {seed}: nothing changed"
@@ -499,19 +505,7 @@ async fn a_failing_resource_does_not_stop_the_others() -> Result<()> {
     let fixture = Fixture::new(Db::Sqlite, 4, Size::Small).await?;
     let worker = fixture.worker(small_chunks())?;
     fixture.initial(&worker).await?;
-    fixture
-        .sim
-        .mutate(
-            0,
-            &MutateRequest {
-                resource: None,
-                creates: 20,
-                updates: 20,
-                deletes: 0,
-                seed: 1,
-            },
-        )
-        .await?;
+    fixture.change(20, 20, 1).await?;
     fixture
         .sim
         .set_faults(
@@ -581,19 +575,7 @@ async fn replay_rebuilds_the_tables_without_an_api_call() -> Result<()> {
     let fixture = Fixture::new(Db::Postgres, 6, Size::Small).await?;
     let worker = fixture.worker(small_chunks())?;
     fixture.initial(&worker).await?;
-    fixture
-        .sim
-        .mutate(
-            0,
-            &MutateRequest {
-                resource: None,
-                creates: 30,
-                updates: 30,
-                deletes: 0,
-                seed: 9,
-            },
-        )
-        .await?;
+    fixture.change(30, 30, 9).await?;
     ensure!(fixture.incremental(&worker).await?.status == RunState::Succeeded);
 
     // A second, empty database rebuilt from the archive alone.
@@ -642,19 +624,7 @@ async fn a_paused_or_removed_practice_is_not_synced_and_keeps_its_rows() -> Resu
     let fixture = Fixture::new(Db::Sqlite, 10, Size::Small).await?;
     let worker = fixture.worker(small_chunks())?;
     fixture.initial(&worker).await?;
-    fixture
-        .sim
-        .mutate(
-            0,
-            &MutateRequest {
-                resource: None,
-                creates: 10,
-                updates: 10,
-                deletes: 0,
-                seed: 3,
-            },
-        )
-        .await?;
+    fixture.change(10, 10, 3).await?;
     for status in [PracticeStatus::Paused, PracticeStatus::Removed] {
         fixture
             .store
@@ -734,19 +704,7 @@ async fn a_resource_offered_late_gets_its_whole_history(db: Db) -> Result<()> {
 
     // Offered now; other data changes meanwhile.
     fixture.sim.set_faults(0, &FaultConfig::default()).await?;
-    fixture
-        .sim
-        .mutate(
-            0,
-            &MutateRequest {
-                resource: None,
-                creates: 20,
-                updates: 20,
-                deletes: 0,
-                seed: 12,
-            },
-        )
-        .await?;
+    fixture.change(20, 20, 12).await?;
     let run = fixture.incremental(&worker).await?;
     ensure!(run.status == RunState::Succeeded, "{run:?}");
     let transactions = fixture
@@ -865,19 +823,7 @@ async fn a_403_on_one_resource_stops_only_that_resource() -> Result<()> {
     let fixture = Fixture::new(Db::Sqlite, 16, Size::Small).await?;
     let worker = fixture.worker(small_chunks())?;
     fixture.initial(&worker).await?;
-    fixture
-        .sim
-        .mutate(
-            0,
-            &MutateRequest {
-                resource: None,
-                creates: 20,
-                updates: 20,
-                deletes: 0,
-                seed: 16,
-            },
-        )
-        .await?;
+    fixture.change(20, 20, 16).await?;
     let visits_refused = FaultConfig {
         forbidden_resources: vec!["visits".into()],
         ..FaultConfig::default()
@@ -972,19 +918,7 @@ async fn a_gateway_that_caps_pages_still_converges() -> Result<()> {
     fixture
         .assert_converged("after a capped initial sync")
         .await?;
-    fixture
-        .sim
-        .mutate(
-            0,
-            &MutateRequest {
-                resource: None,
-                creates: 200,
-                updates: 200,
-                deletes: 0,
-                seed: 18,
-            },
-        )
-        .await?;
+    fixture.change(200, 200, 18).await?;
     ensure!(fixture.incremental(&worker).await?.status == RunState::Succeeded);
     fixture.assert_converged("after a capped cycle").await?;
     fixture.remove().await

@@ -938,6 +938,18 @@ async fn force_sync_goes_first_and_folds_into_a_running_sync(kind: Kind) -> Resu
     env.remove().await
 }
 
+/// Waits until no message is visible, in flight or delayed.
+async fn wait_for_empty_queue(queue: &Queue, limit: Duration) -> Result<()> {
+    eventually("the queue empties", limit, || {
+        let queue = queue.clone();
+        async move {
+            let depth = queue.depth().await?;
+            Ok(depth.visible + depth.in_flight + depth.delayed == 0)
+        }
+    })
+    .await
+}
+
 /// Waits until the practice's initial-sync plan has succeeded.
 async fn wait_for_plan(store: &Store, practice: &str) -> Result<()> {
     eventually("the plan succeeded", Duration::from_secs(60), || {
@@ -996,15 +1008,7 @@ async fn assert_auth_failed_and_nothing_requeued(env: &Env, practice: &str) -> R
         },
     )
     .await?;
-    let queue = env.queue.clone();
-    eventually("the queue empties", Duration::from_secs(60), || {
-        let queue = queue.clone();
-        async move {
-            let depth = queue.depth().await?;
-            Ok(depth.visible + depth.in_flight + depth.delayed == 0)
-        }
-    })
-    .await?;
+    wait_for_empty_queue(&env.queue, Duration::from_secs(60)).await?;
     let practice_row = env.store().get_practice(practice).await?.context("gone")?;
     ensure!(
         practice_row
@@ -1335,15 +1339,7 @@ async fn a_failing_history_write_leaves_the_message_to_be_delivered_again() -> R
         },
     )
     .await?;
-    let queue = env.queue.clone();
-    eventually("the queue empties", Duration::from_secs(30), || {
-        let queue = queue.clone();
-        async move {
-            let depth = queue.depth().await?;
-            Ok(depth.visible + depth.in_flight + depth.delayed == 0)
-        }
-    })
-    .await?;
+    wait_for_empty_queue(&env.queue, Duration::from_secs(30)).await?;
     fleet.stop().await;
     ensure!(
         env.queue.depth().await?.dead == 0,

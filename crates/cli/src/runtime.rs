@@ -279,7 +279,7 @@ pub async fn force(args: ForceArgs) -> Result<()> {
         &queue,
         &args.practice_id,
         Trigger::Admin,
-        Duration::from_secs(30 * 60),
+        control::FORCE_CLAIM,
     )
     .await
     .with_context(|| format!("cannot force a sync of {:?}", args.practice_id))?;

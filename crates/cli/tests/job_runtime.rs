@@ -938,6 +938,20 @@ async fn force_sync_goes_first_and_folds_into_a_running_sync(kind: Kind) -> Resu
     env.remove().await
 }
 
+/// Waits until the latest run of `job_id` has succeeded.
+async fn wait_for_job_success(store: &Store, job_id: &str) -> Result<()> {
+    eventually("the job succeeded", Duration::from_secs(60), || {
+        let (store, job) = (store.clone(), job_id.to_owned());
+        async move {
+            Ok(store
+                .last_run_of_job(&job)
+                .await?
+                .is_some_and(|r| r.status == RunState::Succeeded))
+        }
+    })
+    .await
+}
+
 /// Waits until no message is visible, in flight or delayed.
 async fn wait_for_empty_queue(queue: &Queue, limit: Duration) -> Result<()> {
     eventually("the queue empties", limit, || {
@@ -1200,22 +1214,7 @@ async fn force_during_an_initial_sync_leaves_the_priority_lane_free(kind: Kind) 
         bail!("the other practice's force was not enqueued: {decision:?}");
     };
     wait_until_active(env.store(), Some(&late), Duration::from_secs(180)).await?;
-    let store = env.store().clone();
-    let job = other_job.clone();
-    eventually(
-        "the other practice's forced sync ran",
-        Duration::from_secs(60),
-        || {
-            let (store, job) = (store.clone(), job.clone());
-            async move {
-                Ok(store
-                    .last_run_of_job(&job)
-                    .await?
-                    .is_some_and(|r| r.status == RunState::Succeeded))
-            }
-        },
-    )
-    .await?;
+    wait_for_job_success(env.store(), &other_job).await?;
     fleet.stop().await;
     let other_run = env
         .store()
@@ -1324,21 +1323,7 @@ async fn a_failing_history_write_leaves_the_message_to_be_delivered_again() -> R
         depth.visible + depth.in_flight + depth.delayed >= 1,
         "the message was settled although its end was not recorded: {depth:?}"
     );
-    let job = job_id.clone();
-    eventually(
-        "the job ends once history works",
-        Duration::from_secs(60),
-        || {
-            let (store, job) = (store.clone(), job.clone());
-            async move {
-                Ok(store
-                    .last_run_of_job(&job)
-                    .await?
-                    .is_some_and(|r| r.status == RunState::Succeeded))
-            }
-        },
-    )
-    .await?;
+    wait_for_job_success(&store, &job_id).await?;
     wait_for_empty_queue(&env.queue, Duration::from_secs(30)).await?;
     fleet.stop().await;
     ensure!(

@@ -56,6 +56,11 @@ pub enum ControlError {
     Drain(#[from] worker::drain::DrainError),
 }
 
+/// How long a Force Sync Now's claim holds the practice (the CLI's `force`
+/// uses the same): a job lost in the queue delays the practice by at most
+/// this much.
+pub const FORCE_CLAIM: Duration = Duration::from_secs(30 * 60);
+
 /// What [`sync_and_wait`] ran.
 #[derive(Debug)]
 pub struct Synced {
@@ -91,7 +96,7 @@ pub async fn sync_and_wait(
     limit: Duration,
 ) -> Result<Synced, ControlError> {
     let started = OffsetDateTime::now_utc() - time::Duration::milliseconds(1);
-    match force_sync(store, queue, practice_id, Trigger::Admin, limit).await? {
+    match force_sync(store, queue, practice_id, Trigger::Admin, FORCE_CLAIM).await? {
         ForceDecision::NotSyncable { status } => return Err(ControlError::NotSyncable(status)),
         ForceDecision::Enqueue { .. }
         | ForceDecision::AlreadyQueued { .. }

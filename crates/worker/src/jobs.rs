@@ -367,7 +367,10 @@ impl Worker {
         let (decision, step) = match step {
             // Shutdown past the grace period: the job's committed pages
             // stay; the message is released for another worker at once.
-            None => (job::shut_down(), Step::default()),
+            None => (
+                job::shut_down(),
+                Step::failed(ErrorClass::Shutdown, String::new()),
+            ),
             Some(step) => {
                 let outcome = job::throttled(step.outcome.clone(), step.retry_after);
                 let mut decision = job::conclude(&job, outcome, delivered, self.timing(), now);
@@ -797,15 +800,6 @@ struct Step {
     /// The longest wait Ascend asked for (`Retry-After`), if its rate
     /// limit stopped the step.
     retry_after: Option<Duration>,
-}
-
-impl Default for Step {
-    fn default() -> Self {
-        Step::of(Outcome::Failed {
-            class: ErrorClass::Shutdown,
-            message: String::new(),
-        })
-    }
 }
 
 impl Step {

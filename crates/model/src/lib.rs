@@ -15,9 +15,11 @@
 //! - [`Lane`], [`Outgoing`], [`Delivery`], [`DeadLetter`], [`Depth`]: what
 //!   the queue sends, delivers, dead-letters and counts, on SQS and on the
 //!   database alike.
+//! - [`OrgBudget`]: an organization's request budget, kept for the fleet.
 
 #[macro_use]
 mod text;
+mod budget;
 pub mod job;
 mod practice;
 mod queue;
@@ -26,6 +28,7 @@ mod resource;
 #[cfg(test)]
 mod tests;
 
+pub use budget::OrgBudget;
 pub use job::{JOB_VERSION, Job, JobError, JobKind, JobMeta, Trigger};
 pub use practice::{
     ClaimChange, DEFAULT_SYNC_INTERVAL_MINUTES, ErrorClass, Holder, NewPractice, Practice,

@@ -12,7 +12,9 @@
 //!   its resume cursor;
 //! - **connections** (`connections.rs`): each practice's credentials as the
 //!   vault sealed them (never plaintext), the audit log of lifecycle changes
-//!   and refusals, and admin tokens (their SHA-256 only).
+//!   and refusals, and admin tokens (their SHA-256 only);
+//! - **request budgets** (`budget.rs`): one row per organization that every
+//!   worker of the fleet claims its Ascend requests from, a slice at a time.
 //!
 //! [`Store::land_page`] is the hot path: a page of records and its checkpoint
 //! commit in one transaction.
@@ -23,6 +25,7 @@
 //! older version of a record never overwrites a newer one, and neither a
 //! chunk's cursor nor a watermark moves backwards.
 
+mod budget;
 mod connections;
 mod db_time;
 mod error;

@@ -17,6 +17,8 @@ pub(crate) trait RowExt {
     fn int(&self, col: &'static str) -> Result<i64, StoreError>;
     fn opt_int(&self, col: &'static str) -> Result<Option<i64>, StoreError>;
     fn small(&self, col: &'static str) -> Result<i16, StoreError>;
+    fn real(&self, col: &'static str) -> Result<f64, StoreError>;
+    fn opt_real(&self, col: &'static str) -> Result<Option<f64>, StoreError>;
     fn flag(&self, col: &'static str) -> Result<bool, StoreError>;
     fn time(&self, col: &'static str) -> Result<OffsetDateTime, StoreError>;
     fn opt_time(&self, col: &'static str) -> Result<Option<OffsetDateTime>, StoreError>;
@@ -56,6 +58,12 @@ macro_rules! impl_row_ext {
                 self.try_get(col).map_err(|e| unreadable(col, e))
             }
             fn small(&self, col: &'static str) -> Result<i16, StoreError> {
+                self.try_get(col).map_err(|e| unreadable(col, e))
+            }
+            fn real(&self, col: &'static str) -> Result<f64, StoreError> {
+                self.try_get(col).map_err(|e| unreadable(col, e))
+            }
+            fn opt_real(&self, col: &'static str) -> Result<Option<f64>, StoreError> {
                 self.try_get(col).map_err(|e| unreadable(col, e))
             }
             fn flag(&self, col: &'static str) -> Result<bool, StoreError> {

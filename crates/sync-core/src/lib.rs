@@ -6,6 +6,8 @@
 //!
 //! - [`scope`]: which records belong to a practice (its location's, plus the
 //!   organization-wide resources).
+//! - [`budget`]: the fleet's request budget per organization: grants in
+//!   slices, a pause on `Retry-After`, a rate that adapts to `429`s (AIMD).
 //! - [`job`]: the rules of a job: whether it runs, how it ends, what it
 //!   changes and what becomes of its message (the worker only executes them).
 //! - [`plan`]: the initial sync's chunks: id ranges sized from
@@ -17,6 +19,7 @@
 //!   and the worker's retry backoff.
 //! - [`staleness`]: when a practice's copy counts as stale.
 
+pub mod budget;
 pub mod job;
 pub mod plan;
 pub mod replay;

@@ -41,6 +41,7 @@ macro_rules! on_both_backends {
     };
 }
 
+mod budget;
 mod connections;
 mod runtime;
 

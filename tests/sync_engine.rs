@@ -20,7 +20,7 @@ use queue::{DbQueue, Queue, QueueSettings};
 use store::{NewPractice, PracticeStatus, RunRecord, RunState};
 use sync_core::Scope;
 use system_tests::{
-    Db, Sim, TempDir, TestStore, assert_table_equals_source, test_client, test_client_config,
+    Db, Sim, TempDir, TestStore, assert_table_equals_source, fleet_client, test_client_config,
 };
 use worker::credentials::FixedCredentials;
 use worker::jobs::{Worker, WorkerConfig};
@@ -104,7 +104,7 @@ impl Fixture {
     }
 
     fn worker_on(&self, syncer: Syncer, queue: Queue) -> Result<Worker> {
-        self.worker_with_client(syncer, queue, test_client(1000)?)
+        self.worker_with_client(syncer, queue, fleet_client(&self.store.store, 1000.0)?)
     }
 
     fn worker_with_client(
@@ -987,6 +987,37 @@ async fn a_long_retry_after_gives_the_job_back_without_dead_lettering() -> Resul
     ensure!(
         runs.iter().all(|r| r.attempt == 1),
         "the job was retried at once instead of waiting: {runs:?}"
+    );
+    // The pause is the whole fleet's: it is in the organization's budget,
+    // and another worker process's call for the organization ends at once
+    // without reaching Ascend.
+    let budgets = fixture.store.store.budgets().await?;
+    let paused = budgets
+        .first()
+        .and_then(|b| b.paused_until)
+        .context("no pause in the fleet's budget")?;
+    let left = paused - time::OffsetDateTime::now_utc();
+    ensure!(
+        left > time::Duration::minutes(55),
+        "the organization is paused for {left} only"
+    );
+    let api_calls = |log: Vec<ascend_sim::RequestLogEntry>| {
+        log.iter().filter(|r| r.path.starts_with("/v1/")).count()
+    };
+    let before = api_calls(fixture.sim.requests(0).await?);
+    let other_process = fleet_client(&fixture.store.store, 1000.0)?;
+    let refused = system_tests::connect(&other_process, &fixture.sim, 0)?
+        .count(Resource::Patients, &ascend_client::Filter::default())
+        .await;
+    ensure!(
+        matches!(refused, Err(ascend_client::ClientError::RateLimited { retry_after: Some(wait) }) if wait > Duration::from_secs(3300)),
+        "another worker did not honour the organization's pause: {refused:?}"
+    );
+    let after = api_calls(fixture.sim.requests(0).await?);
+    ensure!(
+        after == before,
+        "{} calls reached Ascend during the pause",
+        after - before
     );
     fixture.remove().await
 }

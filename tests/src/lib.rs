@@ -159,6 +159,19 @@ pub fn test_client(requests_per_second: u32) -> Result<AscendClient> {
 }
 
 /// The configuration [`test_client`] uses, to adjust before building one.
+/// A client drawing from the fleet's budget in `store`, as every worker
+/// process of a deployment does, at `requests_per_second` per organization.
+pub fn fleet_client(store: &store::Store, requests_per_second: f64) -> Result<AscendClient> {
+    let budget = worker::budget::FleetBudget::new(
+        store.clone(),
+        sync_core::budget::Policy::new(requests_per_second),
+    );
+    Ok(AscendClient::with_budget(
+        test_client_config(1000)?,
+        std::sync::Arc::new(budget),
+    )?)
+}
+
 pub fn test_client_config(requests_per_second: u32) -> Result<ClientConfig> {
     let mut config = ClientConfig::default();
     config.requests_per_second = NonZeroU32::new(requests_per_second).context("rps must be > 0")?;

@@ -8,7 +8,7 @@
 //! - `cargo xtask test --no-lint`: the same without fmt and clippy.
 //! - `cargo xtask services`: only install and start the services, print the
 //!   environment the tests read, and keep moto running until Ctrl-C.
-//! - `cargo xtask bench pull|sync|tick`: the benchmarks (see docs/benchmarks.md).
+//! - `cargo xtask bench pull|sync|tick|fleet`: the benchmarks (see docs/benchmarks.md).
 
 use std::env;
 use std::io::{Read, Write};
@@ -299,7 +299,8 @@ fn bench(args: &[String]) -> Result<()> {
         Some("pull") => bench_pull(&args[1..]),
         Some("sync") => bench_sync(&args[1..]),
         Some("tick") => bench_tick(&args[1..]),
-        _ => Err("usage: cargo xtask bench pull|sync [--size small|medium|large] [--seed N] [--concurrency N] | tick [--practices N]".into()),
+        Some("fleet") => bench_fleet(&args[1..]),
+        _ => Err("usage: cargo xtask bench pull|sync [--size small|medium|large] [--seed N] [--concurrency N] | tick [--practices N] | fleet [--workers 1,3,10] [--limit 20]".into()),
     }
 }
 
@@ -455,6 +456,277 @@ fn bench_sync(args: &[String]) -> Result<()> {
         .args(["-h", "127.0.0.1", "-U", "postgres", "--force", &database])
         .status();
     outcome
+}
+
+/// `cargo xtask bench fleet [--workers 1,3,10] [--limit 20] [--size medium]
+/// [--page-size 200]`: one organization whose simulator allows `--limit`
+/// requests a second, synced from scratch by 1, 3 and 10 `ascend-sync
+/// worker` processes that share the fleet's budget (each told `--limit`).
+/// For each fleet: the share of API calls answered 429, and the share of
+/// the limit used from the first call to the last.
+fn bench_fleet(args: &[String]) -> Result<()> {
+    let sizes = flag(args, "--workers", "1,3,10");
+    let limit = flag(args, "--limit", "20");
+    let size = flag(args, "--size", "medium");
+    let page_size = flag(args, "--page-size", "200");
+    let limit_rps: f64 = limit.parse().map_err(|_| "--limit must be a number")?;
+    let root = root();
+    ensure_postgres()?;
+    run(
+        Command::new("cargo").args(["build", "--release", "--bin", "ascend-sync"]),
+        "cargo build --release",
+    )?;
+    let bin = root.join("target/release/ascend-sync");
+    let work = root.join("target/bench/fleet");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).map_err(|e| format!("create {}: {e}", work.display()))?;
+    let orgs_file = work.join("orgs.jsonl");
+    let port = free_port()?;
+    let listen = format!("127.0.0.1:{port}");
+    let stdout =
+        std::fs::File::create(&orgs_file).map_err(|e| format!("{}: {e}", orgs_file.display()))?;
+    let mut sim = Command::new(&bin)
+        .args(["sim", "--listen", &listen, "--orgs", "1", "--size", &size])
+        .args(["--seed", "7", "--rate-limit", &limit])
+        .stdout(stdout)
+        .spawn()
+        .map_err(|e| format!("start simulator: {e}"))?;
+    let outcome = wait_for(
+        || {
+            std::fs::metadata(&orgs_file).is_ok_and(|m| m.len() > 0) && port_open(&listen)
+        },
+        Duration::from_secs(60),
+        "simulator",
+    )
+    .and_then(|()| {
+        let line = std::fs::read_to_string(&orgs_file).map_err(|e| e.to_string())?;
+        println!(
+            "one {size} organization, simulator limit {limit} requests/s, workers told {limit}/s, pages of {page_size}"
+        );
+        println!("workers  seconds  api calls  429s  429 share  budget used");
+        for n in sizes.split(',') {
+            let n: usize = n.trim().parse().map_err(|_| format!("bad --workers {n}"))?;
+            let run = FleetRun {
+                bin: &bin,
+                work: &work,
+                sim: &listen,
+                credentials: &line,
+                limit: &limit,
+                page_size: &page_size,
+            };
+            let m = run.measure(n)?;
+            println!(
+                "{n:>7}  {:>7.1}  {:>9}  {:>4}  {:>8.2} %  {:>9.1} %",
+                m.seconds,
+                m.calls,
+                m.throttled,
+                100.0 * m.throttled as f64 / m.calls.max(1) as f64,
+                100.0 * (m.calls - m.throttled) as f64 / (limit_rps * m.seconds),
+            );
+        }
+        Ok(())
+    });
+    let _ = sim.kill();
+    let _ = sim.wait();
+    outcome
+}
+
+struct FleetRun<'a> {
+    bin: &'a Path,
+    work: &'a Path,
+    sim: &'a str,
+    credentials: &'a str,
+    limit: &'a str,
+    page_size: &'a str,
+}
+
+struct FleetMeasure {
+    seconds: f64,
+    calls: u64,
+    throttled: u64,
+}
+
+impl FleetRun<'_> {
+    fn measure(&self, workers: usize) -> Result<FleetMeasure> {
+        let field = |key: &str| {
+            json_text(self.credentials, key).ok_or(format!("no {key} in the simulator's line"))
+        };
+        let org = field("organization_id")?;
+        let database = format!("bench_fleet_{}_{workers}", std::process::id());
+        run(
+            Command::new("createdb").args(["-h", "127.0.0.1", "-U", "postgres", &database]),
+            "createdb",
+        )?;
+        let url = format!("postgres://postgres@127.0.0.1:5432/{database}");
+        let key = self.work.join("master.key");
+        let archive = self.work.join(format!("archive-{workers}"));
+        let key_arg = key.to_string_lossy().to_string();
+        let archive_arg = archive.to_string_lossy().to_string();
+        let mut children: Vec<Child> = Vec::new();
+        let measured = (|| {
+            run(
+                Command::new(self.bin).args(["migrate", "--database-url", &url]),
+                "ascend-sync migrate",
+            )?;
+            curl(&[
+                "-sf",
+                "-X",
+                "POST",
+                &format!("http://{}/_sim/counters/reset", self.sim),
+            ])?;
+            let mut add = Command::new(self.bin);
+            add.args([
+                "practice",
+                "--database-url",
+                &url,
+                "add",
+                "--practice-id",
+                "bench",
+            ])
+            .args(["--organization-id", &org, "--location-id", "0"])
+            .args(["--client-id", &field("client_id")?, "--client-secret-stdin"])
+            .args([
+                "--api-base",
+                &field("api_base")?,
+                "--token-url",
+                &field("token_url")?,
+            ])
+            .args(["--master-key-file", &key_arg, "--insecure-loopback"])
+            .args(["--requests-per-second", self.limit])
+            .env("ASCEND_SYNC_ACTOR", "cli:bench")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null());
+            let mut child = add.spawn().map_err(|e| format!("practice add: {e}"))?;
+            if let Some(mut pipe) = child.stdin.take() {
+                pipe.write_all(format!("{}\n", field("client_secret")?).as_bytes())
+                    .map_err(|e| format!("practice add: {e}"))?;
+            }
+            let status = child.wait().map_err(|e| format!("practice add: {e}"))?;
+            if !status.success() {
+                return Err(format!("practice add failed: {status}"));
+            }
+            children.push(
+                Command::new(self.bin)
+                    .args(["scheduler", "--database-url", &url, "--tick-secs", "1"])
+                    .args(["--max-spread-secs", "0"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .map_err(|e| format!("scheduler: {e}"))?,
+            );
+            for _ in 0..workers {
+                children.push(
+                    Command::new(self.bin)
+                        .args([
+                            "worker",
+                            "--database-url",
+                            &url,
+                            "--archive-dir",
+                            &archive_arg,
+                        ])
+                        .args(["--master-key-file", &key_arg, "--insecure-loopback"])
+                        .args([
+                            "--requests-per-second",
+                            self.limit,
+                            "--page-size",
+                            self.page_size,
+                        ])
+                        .args(["--receive-wait-secs", "1"])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .map_err(|e| format!("worker: {e}"))?,
+                );
+            }
+            wait_for(
+                || {
+                    psql(
+                        &url,
+                        "SELECT status FROM practices WHERE practice_id = 'bench'",
+                    )
+                    .is_ok_and(|s| s == "active")
+                },
+                Duration::from_secs(1800),
+                "the initial sync",
+            )?;
+            let log = curl(&[
+                "-sf",
+                &format!("http://{}/_sim/orgs/{org}/requests", self.sim),
+            ])?;
+            Ok(measure_log(&log))
+        })();
+        for child in &mut children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = Command::new("dropdb")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "--force", &database])
+            .status();
+        measured
+    }
+}
+
+/// API calls in a simulator request log (a JSON array of flat objects),
+/// how many were answered 429, and the seconds from the first to the last.
+fn measure_log(log: &str) -> FleetMeasure {
+    let mut calls = 0;
+    let mut throttled = 0;
+    let (mut first, mut last) = (f64::MAX, f64::MIN);
+    for entry in log.split("},{") {
+        if !json_text(entry, "path").is_some_and(|p| p.starts_with("/v1/")) {
+            continue;
+        }
+        calls += 1;
+        if entry.contains("\"status\":429") {
+            throttled += 1;
+        }
+        if let Some(at) = json_text(entry, "time").and_then(|t| seconds_of(&t)) {
+            first = first.min(at);
+            last = last.max(at);
+        }
+    }
+    FleetMeasure {
+        seconds: (last - first).max(0.001),
+        calls,
+        throttled,
+    }
+}
+
+/// Seconds since the start of the month of `2026-12-04T08:20:01.123Z`.
+fn seconds_of(at: &str) -> Option<f64> {
+    let (date, clock) = at.trim_end_matches('Z').split_once('T')?;
+    let day: f64 = date.rsplit('-').next()?.parse().ok()?;
+    let mut parts = clock.split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some(((day * 24.0 + h) * 60.0 + m) * 60.0 + s)
+}
+
+/// The text value of `"key":"value"` in a flat JSON object.
+fn json_text(object: &str, key: &str) -> Option<String> {
+    let start = object.find(&format!("\"{key}\":\""))? + key.len() + 4;
+    let end = object[start..].find('"')?;
+    Some(object[start..start + end].to_string())
+}
+
+fn curl(args: &[&str]) -> Result<String> {
+    let out = Command::new("curl")
+        .args(args)
+        .output()
+        .map_err(|e| format!("curl: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("curl {args:?} failed: {}", out.status));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn psql(url: &str, sql: &str) -> Result<String> {
+    let out = Command::new("psql")
+        .args([url, "-tAc", sql])
+        .output()
+        .map_err(|e| format!("psql: {e}"))?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// Starts `ascend-sync sim` with one organization of `size`, its

@@ -7,13 +7,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use backon::Retryable;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderName, HeaderValue};
-use tokio::time::Instant;
 use tracing::Instrument;
 use url::Url;
 
 use crate::Resource;
+use crate::budget::{BudgetRefusal, LocalBudget, RequestBudget};
 use crate::config::{ClientConfig, Connection, check_endpoint};
 use crate::error::{AuthFailure, ClientError, body_message};
 use crate::http::{BodyError, location, read_body, read_error_body, retry_after};
@@ -28,9 +27,10 @@ use crate::token::{FetchContext, TokenCache};
 /// The header that names the organization on every call.
 const ORGANIZATION_ID: HeaderName = HeaderName::from_static("organization-id");
 
-/// The process-wide Ascend client: one connection pool, and one request
-/// budget and token cache per organization, shared by every [`OrgClient`]
-/// made from it (and its clones). Create one per process and clone it.
+/// The process-wide Ascend client: one connection pool, one request
+/// budget ([`RequestBudget`]: this process's own, or the fleet's) and one
+/// token cache per organization, shared by every [`OrgClient`] made from
+/// it (and its clones). Create one per process and clone it.
 #[derive(Clone)]
 pub struct AscendClient {
     inner: Arc<ClientInner>,
@@ -39,15 +39,13 @@ pub struct AscendClient {
 struct ClientInner {
     config: ClientConfig,
     http: reqwest::Client,
+    /// Every attempt takes from its organization's budget here.
+    budget: Arc<dyn RequestBudget>,
     orgs: Mutex<HashMap<OrganizationId, Arc<OrgShared>>>,
 }
 
 /// What every task of the process shares for one organization.
 struct OrgShared {
-    /// The organization's request budget; every attempt takes from it.
-    limiter: DefaultDirectRateLimiter,
-    /// After a 429 with `Retry-After`, no attempt starts before this.
-    paused_until: Mutex<Option<Instant>>,
     /// The token cache of the organization's current credentials.
     tokens: Mutex<Option<Arc<TokenCache>>>,
 }
@@ -63,9 +61,22 @@ impl fmt::Debug for AscendClient {
 }
 
 impl AscendClient {
-    /// Builds the client (validating `config`). Fails with
+    /// Builds the client (validating `config`), with this process's own
+    /// budget per organization ([`LocalBudget`] at
+    /// [`ClientConfig::requests_per_second`]). Fails with
     /// [`ClientError::Config`].
     pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
+        let budget = LocalBudget::new(config.requests_per_second, config.burst);
+        Self::with_budget(config, Arc::new(budget))
+    }
+
+    /// Builds the client with the request budget kept by `budget` (the
+    /// fleet's). [`ClientConfig::requests_per_second`] and
+    /// [`ClientConfig::burst`] are then `budget`'s business.
+    pub fn with_budget(
+        config: ClientConfig,
+        budget: Arc<dyn RequestBudget>,
+    ) -> Result<Self, ClientError> {
         config.validate()?;
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -91,6 +102,7 @@ impl AscendClient {
             inner: Arc::new(ClientInner {
                 config,
                 http,
+                budget,
                 orgs: Mutex::new(HashMap::new()),
             }),
         })
@@ -132,11 +144,7 @@ impl AscendClient {
             Arc::clone(
                 orgs.entry(connection.organization_id.clone())
                     .or_insert_with(|| {
-                        let quota =
-                            Quota::per_second(config.requests_per_second).allow_burst(config.burst);
                         Arc::new(OrgShared {
-                            limiter: RateLimiter::direct(quota),
-                            paused_until: Mutex::new(None),
                             tokens: Mutex::new(None),
                         })
                     }),
@@ -159,7 +167,6 @@ impl AscendClient {
                 organization_id: connection.organization_id,
                 organization,
                 api_base: connection.api_base,
-                shared,
                 tokens,
                 counters: Counters::default(),
             }),
@@ -204,7 +211,6 @@ struct OrgInner {
     organization_id: OrganizationId,
     organization: HeaderValue,
     api_base: Url,
-    shared: Arc<OrgShared>,
     tokens: Arc<TokenCache>,
     counters: Counters,
 }
@@ -408,43 +414,20 @@ impl OrgClient {
     /// out in place: the call ends at once with [`ClientError::RateLimited`]
     /// and the time left, so the caller can give its work back.
     async fn wait_for_budget(&self) -> Result<(), ClientError> {
-        loop {
-            let until = *self
-                .inner
-                .shared
-                .paused_until
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            match until {
-                Some(until) if until > Instant::now() => {
-                    let left = until - Instant::now();
-                    if left > self.inner.client.config.max_retry_after {
-                        return Err(ClientError::RateLimited {
-                            retry_after: Some(left),
-                        });
-                    }
-                    tokio::time::sleep_until(until).await;
+        let inner = &*self.inner;
+        inner
+            .client
+            .budget
+            .acquire(&inner.organization_id, inner.client.config.max_retry_after)
+            .await
+            .map_err(|refusal| match refusal {
+                BudgetRefusal::Paused { left } => ClientError::RateLimited {
+                    retry_after: Some(left),
+                },
+                BudgetRefusal::Unavailable { .. } => {
+                    ClientError::transient(None, refusal.to_string())
                 }
-                _ => break,
-            }
-        }
-        self.inner.shared.limiter.until_ready().await;
-        Ok(())
-    }
-
-    /// Pauses every task of this organization until `wait` has passed (at
-    /// most a day, whatever the server said).
-    fn pause(&self, wait: Duration) {
-        let until = Instant::now() + wait.min(Duration::from_secs(24 * 3600));
-        let mut paused = self
-            .inner
-            .shared
-            .paused_until
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if paused.is_none_or(|current| current < until) {
-            *paused = Some(until);
-        }
+            })
     }
 
     /// One attempt: a token, the budget, one GET (two when a 401 calls for
@@ -534,9 +517,11 @@ impl OrgClient {
                 429 => {
                     inner.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
                     let retry_after = retry_after(&response);
-                    if let Some(wait) = retry_after {
-                        self.pause(wait);
-                    }
+                    inner
+                        .client
+                        .budget
+                        .throttled(&inner.organization_id, retry_after)
+                        .await;
                     ClientError::RateLimited { retry_after }
                 }
                 408 | 500..=599 => {
@@ -561,9 +546,11 @@ impl OrgClient {
 
 #[cfg(test)]
 impl OrgClient {
-    /// Whether two handles share one request budget.
+    /// Whether two handles draw from one request budget: the same
+    /// client's, for the same organization.
     pub(crate) fn shares_budget_with(&self, other: &OrgClient) -> bool {
-        Arc::ptr_eq(&self.inner.shared, &other.inner.shared)
+        Arc::ptr_eq(&self.inner.client.budget, &other.inner.client.budget)
+            && self.inner.organization_id == other.inner.organization_id
     }
 
     /// The `Debug` output of the token cache and of its current token.

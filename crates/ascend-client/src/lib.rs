@@ -3,9 +3,10 @@
 //! Written against the API contract only (the project's
 //! `reference/ascend-api.md`), never against a particular server.
 //!
-//! - [`AscendClient`]: one per process. Holds the connection pool and, per
-//!   organization, the request budget (a `governor` limiter every attempt
-//!   takes from) and the OAuth token cache.
+//! - [`AscendClient`]: one per process. Holds the connection pool, the
+//!   request budget every attempt takes from ([`RequestBudget`]: the
+//!   process's own [`LocalBudget`], or one the fleet shares) and, per
+//!   organization, the OAuth token cache.
 //! - [`OrgClient`]: one organization's handle, made by
 //!   [`AscendClient::connect`] from a [`Connection`]. Fetches pages
 //!   ([`OrgClient::fetch_page`]), pages through a resource
@@ -31,6 +32,7 @@
 
 #![warn(missing_docs)]
 
+mod budget;
 mod client;
 mod config;
 mod error;
@@ -46,6 +48,7 @@ mod token;
 #[cfg(test)]
 mod tests;
 
+pub use budget::{BudgetFuture, BudgetRefusal, LocalBudget, RequestBudget};
 pub use client::{AscendClient, OrgClient, Stats};
 pub use config::{ClientConfig, Connection, InsecureLoopback};
 pub use error::{AuthFailure, ClientError};

@@ -2,19 +2,25 @@
 //! and reading a credentials file.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use ascend_client::{AscendClient, ClientConfig, Connection, InsecureLoopback};
 use clap::Args;
 use secrecy::SecretString;
 use serde::Deserialize;
+use store::Store;
+use sync_core::budget::Policy;
 use url::Url;
+use worker::budget::FleetBudget;
 
 /// The client's settings on the command line.
 #[derive(Args)]
 pub struct ClientArgs {
-    /// The organization's request budget, in requests per second.
-    #[arg(long, default_value_t = 10)]
+    /// Each organization's request budget, in requests per second. With a
+    /// database, the default for the whole fleet: every worker shares it,
+    /// and an organization's own setting (`ascend-sync budget set`) wins.
+    #[arg(long, env = "ASCEND_REQUESTS_PER_SECOND", default_value_t = 10)]
     requests_per_second: u32,
     /// Allow plain http to a loopback host (the simulator). Never production.
     #[arg(long)]
@@ -22,7 +28,20 @@ pub struct ClientArgs {
 }
 
 impl ClientArgs {
+    /// A client with this process's own budget per organization (no
+    /// database: `pull`).
     pub fn client(&self) -> Result<AscendClient> {
+        AscendClient::new(self.config()?).context("bad client configuration")
+    }
+
+    /// A client drawing from the fleet's budget in `store`.
+    pub fn fleet_client(&self, store: &Store) -> Result<AscendClient> {
+        let policy = Policy::new(f64::from(self.requests_per_second));
+        let budget = Arc::new(FleetBudget::new(store.clone(), policy));
+        AscendClient::with_budget(self.config()?, budget).context("bad client configuration")
+    }
+
+    fn config(&self) -> Result<ClientConfig> {
         let mut config = ClientConfig::default();
         config.requests_per_second = std::num::NonZeroU32::new(self.requests_per_second)
             .context("--requests-per-second must be at least 1")?;
@@ -30,7 +49,7 @@ impl ClientArgs {
         if self.insecure_loopback {
             config.insecure_loopback = InsecureLoopback::allow_for_local_testing();
         }
-        AscendClient::new(config).context("bad client configuration")
+        Ok(config)
     }
 }
 

@@ -32,9 +32,11 @@ use scheduler::{Scheduler, SchedulerConfig};
 use secrecy::SecretString;
 use store::{HistoryQuery, NewPractice, PracticeStatus, RunRecord, RunState, Store};
 use sync_core::Scope;
+use sync_core::budget::Policy;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use vault::{LocalVault, Vault};
+use worker::budget::FleetBudget;
 use worker::credentials::VaultCredentials;
 use worker::jobs::{Worker, WorkerConfig};
 use worker::verify::{SourceRecord, compare};
@@ -99,7 +101,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     config.requests_per_second = std::num::NonZeroU32::new(500).context("rate")?;
     config.burst = config.requests_per_second;
     config.insecure_loopback = InsecureLoopback::allow_for_local_testing();
-    let client = AscendClient::new(config)?;
+    // The fleet's budget, in the demo's database, as the workers of a
+    // deployment share it.
+    let budget = FleetBudget::new(store.clone(), Policy::new(500.0));
+    let client = AscendClient::with_budget(config, Arc::new(budget))?;
 
     let key_file = args.data_dir.join("master.key");
     let vault =

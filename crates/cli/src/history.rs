@@ -140,6 +140,10 @@ pub async fn status(args: StatusArgs) -> Result<()> {
         .practice_overview()
         .await
         .context("cannot read the practices (has `ascend-sync migrate` run?)")?;
+    let budgets = store
+        .budgets()
+        .await
+        .context("cannot read the request budgets (has `ascend-sync migrate` run?)")?;
     store.close().await;
     let now = OffsetDateTime::now_utc();
     let text = if args.json {
@@ -152,11 +156,23 @@ pub async fn status(args: StatusArgs) -> Result<()> {
     } else {
         status_table(&practices, now)
     };
+    // The request budgets follow the practices (the table only; `budget
+    // list --json` has them as JSON).
+    let text = if args.json || budgets.is_empty() {
+        text
+    } else {
+        format!(
+            "{text}
+Request budgets (per organization, shared by every worker):
+{}",
+            crate::budget::budgets_table(&budgets, now)
+        )
+    };
     write_stdout(&text)
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error.
-fn write_stdout(text: &str) -> Result<()> {
+pub(crate) fn write_stdout(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
@@ -178,7 +194,7 @@ fn format_duration(d: Duration) -> String {
 }
 
 /// `2026-03-04 10:00:00Z` (UTC, to the second).
-fn format_time(at: OffsetDateTime) -> String {
+pub(crate) fn format_time(at: OffsetDateTime) -> String {
     let at = at.to_offset(time::UtcOffset::UTC);
     format!(
         "{:04}-{:02}-{:02} {:02}:{:02}:{:02}Z",
@@ -213,7 +229,7 @@ fn first_line(text: &str, max: usize) -> String {
 
 /// Columns padded to their widest cell, two spaces apart; the last column
 /// is not padded.
-fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -242,7 +258,7 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-fn or_dash(value: Option<String>) -> String {
+pub(crate) fn or_dash(value: Option<String>) -> String {
     value.unwrap_or_else(|| "-".to_owned())
 }
 

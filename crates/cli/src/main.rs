@@ -1,6 +1,7 @@
 //! `ascend-sync`: the one binary. Each role of the system is a subcommand, so
 //! one container image serves every role with a different command.
 
+mod budget;
 mod connect;
 mod data;
 mod demo;
@@ -77,6 +78,9 @@ enum Command {
     Keys(practice::KeysArgs),
     /// Bearer tokens of the admin API: create, list, revoke.
     AdminToken(practice::TokenArgs),
+    /// Each organization's request budget, shared by the fleet: list them,
+    /// or give an organization its own limit.
+    Budget(budget::BudgetArgs),
 }
 
 fn init_tracing(format: LogFormat) {
@@ -115,6 +119,7 @@ fn main() -> Result<()> {
             Command::Practice(args) => practice::practice(args).await,
             Command::Keys(args) => practice::keys(args).await,
             Command::AdminToken(args) => practice::admin_token(args).await,
+            Command::Budget(args) => budget::run(args).await,
         }
     })
 }

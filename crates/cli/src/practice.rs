@@ -263,7 +263,7 @@ async fn connector(store: &Store, vault: &VaultArgs, client: &ClientArgs) -> Res
     Ok(Connector {
         store: store.clone(),
         vault: vault.open().await?,
-        client: client.client()?,
+        client: client.fleet_client(store)?,
     })
 }
 

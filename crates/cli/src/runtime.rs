@@ -184,7 +184,7 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
     let worker = Worker::new(
         syncer,
         queue,
-        args.client.client()?,
+        args.client.fleet_client(&store)?,
         Arc::new(credentials),
         config,
     );

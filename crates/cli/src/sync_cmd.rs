@@ -56,7 +56,7 @@ pub async fn run(args: SyncArgs) -> Result<()> {
         .context("cannot connect to the database")?;
     store.migrate().await.context("migrations failed")?;
     let archive = args.archive.open().await?;
-    let client = args.client.client()?;
+    let client = args.client.fleet_client(&store)?;
     if store.get_practice(&args.practice_id).await?.is_none() {
         client.connect(connection.clone())?.probe().await.context(
             "the credentials, the Organization-ID or the vendor's enablement do not work",

@@ -26,7 +26,7 @@ use scheduler::{Scheduler, SchedulerConfig};
 use store::{ForceDecision, HistoryQuery, NewPractice, PracticeStatus, RunRecord, RunState, Store};
 use sync_core::Scope;
 use system_tests::{
-    Db, Sim, TempDir, TestStore, assert_table_equals_source, eventually, test_client,
+    Db, Sim, TempDir, TestStore, assert_table_equals_source, eventually, fleet_client, test_client,
 };
 use time::OffsetDateTime;
 use tokio::sync::watch;
@@ -232,7 +232,7 @@ impl Env {
         Ok(Worker::new(
             syncer,
             self.queue.clone(),
-            test_client(2000)?,
+            fleet_client(self.store(), 2000.0)?,
             Arc::new(VaultCredentials::new(
                 self.store().clone(),
                 self.vault.clone(),

@@ -12,9 +12,14 @@
 //! it: production, the demo, the `sync` command and the tests
 //! ([`drain::run_until_idle`] runs a worker until its queue is empty).
 //!
+//! [`budget::FleetBudget`] is the Ascend client's request budget for a
+//! fleet: every worker process draws an organization's requests from one
+//! row in the store, a slice at a time.
+//!
 //! [`credentials::VaultCredentials`] gives each job its practice's
 //! connection, opened from the store's sealed credentials by the vault.
 
+pub mod budget;
 pub mod credentials;
 pub mod drain;
 mod error;

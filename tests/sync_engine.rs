@@ -5,7 +5,7 @@
 //! would notice: its tables equal what Ascend holds, after the initial sync
 //! and after every incremental cycle; a crash loses and duplicates nothing.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -17,11 +17,14 @@ use ascend_sim::{
 };
 use control::Synced;
 use queue::{DbQueue, Queue, QueueSettings};
-use store::{NewPractice, PracticeStatus, RunRecord, RunState};
+use store::{NewPractice, PracticeStatus, RunRecord, RunState, Table};
 use sync_core::Scope;
+use sync_core::plan::{ChunkWindow, PRIORITY_FIRST, PRIORITY_HISTORY};
 use system_tests::{
     Db, Sim, TempDir, TestStore, assert_table_equals_source, fleet_client, test_client_config,
 };
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use worker::credentials::FixedCredentials;
 use worker::jobs::{Worker, WorkerConfig};
 use worker::{SyncConfig, Syncer};
@@ -113,6 +116,23 @@ impl Fixture {
         queue: Queue,
         client: ascend_client::AscendClient,
     ) -> Result<Worker> {
+        self.worker_with_slots(syncer, queue, client, 3)
+    }
+
+    /// A worker that runs one job at a time: its jobs run, and land, in
+    /// the order the queue hands them out.
+    fn one_job_at_a_time(&self, config: SyncConfig) -> Result<Worker> {
+        let syncer = Syncer::new(self.store.store.clone(), self.archive.clone(), config);
+        self.worker_with_slots(syncer, self.queue.clone(), test_client(1000)?, 1)
+    }
+
+    fn worker_with_slots(
+        &self,
+        syncer: Syncer,
+        queue: Queue,
+        client: ascend_client::AscendClient,
+        concurrency: usize,
+    ) -> Result<Worker> {
         Ok(Worker::new(
             syncer,
             queue,
@@ -120,7 +140,7 @@ impl Fixture {
             Arc::new(FixedCredentials(self.sim.connection(0)?)),
             WorkerConfig {
                 worker_id: "test-worker".into(),
-                concurrency: 3,
+                concurrency,
                 visibility: Duration::from_secs(2),
                 receive_wait: Duration::from_millis(200),
                 first_backoff: Duration::from_millis(100),
@@ -277,6 +297,148 @@ convergence_tests! {
     converges_on_sqlite_seeds_5_to_9: Db::Sqlite, 5..10;
     converges_on_sqlite_seeds_10_to_14: Db::Sqlite, 10..15;
     converges_on_sqlite_seeds_15_to_19: Db::Sqlite, 15..20;
+}
+
+/// The chunk a chunk job's run belongs to (its job id ends `-c{chunk_id}`).
+fn chunk_of(run: &RunRecord) -> Option<i64> {
+    let (_, id) = run.job_id.rsplit_once("-c")?;
+    id.parse().ok()
+}
+
+fn instant(text: &str) -> Result<OffsetDateTime> {
+    OffsetDateTime::parse(text, &Rfc3339).with_context(|| format!("not an instant: {text:?}"))
+}
+
+/// Recent data lands first. The simulator's world is placed at today, as
+/// the planner's priority window is (appointments from 90 days back to a
+/// year ahead), so the initial sync's plan gives those appointments a
+/// chunk of their own, ahead of history in the queue. With one job at a
+/// time the queue's order is the order chunks land: every appointment of
+/// the window (the simulator's, counted here from its records) had landed
+/// before the first chunk of history started. With a world fixed in the
+/// past the window is empty and this fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recent_appointments_land_before_history() -> Result<()> {
+    // An odd seed: the whole organization, the most appointments.
+    let fixture = Fixture::new(Db::Postgres, 3, Size::Small).await?;
+    let worker = fixture.one_job_at_a_time(small_chunks())?;
+    let initial = fixture.initial(&worker).await?;
+    let store = &fixture.store.store;
+    let chunks = store.list_chunks(PRACTICE).await?;
+
+    // The plan: the window is a priority chunk that is not empty.
+    let window_chunks: Vec<&store::Chunk> = chunks
+        .iter()
+        .filter(|c| c.table == Table::Appointments && c.priority == PRIORITY_FIRST)
+        .collect();
+    let first = window_chunks
+        .first()
+        .context("no priority chunk of appointments was planned")?;
+    let window = ChunkWindow::decode(&first.filter)?
+        .context("the appointments' priority chunk has no date window")?;
+    let planned: i64 = window_chunks.iter().filter_map(|c| c.expected).sum();
+    ensure!(
+        planned > 0,
+        "the priority chunk of appointments {window:?} was planned with {planned} records"
+    );
+
+    // The window's appointments at the source: the practice's, starting in
+    // the window, both seen already and scheduled ahead.
+    let from = instant(window.from.as_deref().context("the window has no start")?)?;
+    let to = instant(window.to.as_deref().context("the window has no end")?)?;
+    let now = OffsetDateTime::now_utc();
+    let mut in_window = BTreeSet::new();
+    let (mut seen, mut scheduled) = (0, 0);
+    for entry in fixture
+        .sim
+        .snapshot(0, Resource::Appointments, true)
+        .await?
+    {
+        let record = entry.record.context("a full snapshot without records")?;
+        let start = instant(
+            record["start"]
+                .as_str()
+                .context("an appointment without start")?,
+        )?;
+        if fixture.scope.contains(Resource::Appointments, &record) && from <= start && start < to {
+            in_window.insert(entry.id.parse::<i64>()?);
+            if start < now {
+                seen += 1;
+            } else {
+                scheduled += 1;
+            }
+        }
+    }
+    ensure!(
+        seen > 0 && scheduled > 0,
+        "the window holds {seen} appointments seen and {scheduled} scheduled"
+    );
+
+    // What the priority chunks landed: exactly those (their archived pages
+    // are the pages they landed).
+    let window_chunk_ids: BTreeSet<i64> = window_chunks.iter().map(|c| c.chunk_id).collect();
+    let mut landed_first = BTreeSet::new();
+    for key in fixture.archive.list_pages(PRACTICE).await? {
+        let chunk = key
+            .run_id
+            .rsplit_once("-c")
+            .and_then(|(_, id)| id.parse::<i64>().ok());
+        if key.resource != "appointments" || !chunk.is_some_and(|c| window_chunk_ids.contains(&c)) {
+            continue;
+        }
+        for text in fixture.archive.get_page(&key).await? {
+            let record: serde_json::Value = serde_json::from_str(&text)?;
+            let id = record["id"]
+                .as_str()
+                .context("an archived record without id")?;
+            landed_first.insert(id.parse::<i64>()?);
+        }
+    }
+    ensure!(
+        landed_first == in_window,
+        "the priority chunks landed {} appointments, the window holds {}",
+        landed_first.len(),
+        in_window.len()
+    );
+    let counted: i64 = window_chunks.iter().map(|c| c.landed).sum();
+    ensure!(
+        counted == in_window.len() as i64,
+        "{counted} landed by the chunks' count"
+    );
+
+    // The order: every priority chunk's job had ended (its pages landed)
+    // when the first chunk of history started.
+    let priority: HashMap<i64, i16> = chunks.iter().map(|c| (c.chunk_id, c.priority)).collect();
+    let chunk_runs: Vec<(&RunRecord, i16)> = initial
+        .runs
+        .iter()
+        .filter(|r| r.kind == "initial_chunk")
+        .filter_map(|r| Some((r, *priority.get(&chunk_of(r)?)?)))
+        .collect();
+    let history_started = chunk_runs
+        .iter()
+        .filter(|(_, p)| *p == PRIORITY_HISTORY)
+        .map(|(r, _)| r.started_at)
+        .min()
+        .context("no chunk of history ran")?;
+    let mut ran_first = 0;
+    for (run, _) in chunk_runs.iter().filter(|(_, p)| *p == PRIORITY_FIRST) {
+        let ended = run.ended_at.context("a priority chunk's job never ended")?;
+        ensure!(
+            run.status == RunState::Succeeded && ended <= history_started,
+            "priority chunk job {} ({}) ended at {ended}, after history started at {history_started}",
+            run.job_id,
+            run.status
+        );
+        ran_first += usize::from(chunk_of(run).is_some_and(|c| window_chunk_ids.contains(&c)));
+    }
+    ensure!(
+        ran_first == window_chunks.len(),
+        "{ran_first} of {} priority chunks of appointments ran",
+        window_chunks.len()
+    );
+    fixture.assert_converged("after the initial sync").await?;
+    fixture.remove().await
 }
 
 /// Page requests of the sync (count probes excluded), as (path, query),

@@ -110,12 +110,29 @@ impl Serialize for Date {
     }
 }
 
-/// Wall-clock now, in milliseconds since the epoch.
+/// The simulator's clock: wall-clock now, in milliseconds since the epoch.
+/// Everything the simulator stamps (writes, tokens, the request log) reads
+/// it, and so does the day its world is placed at when none is fixed
+/// ([`crate::SimConfig::today`]).
 pub(crate) fn now_ms() -> i64 {
     match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
         Err(_) => 0,
     }
+}
+
+/// The Julian day of 1970-01-01.
+const EPOCH_JULIAN_DAY: i64 = 2_440_588;
+
+/// Days since 1970-01-01 of a calendar date.
+pub(crate) fn days_of_date(date: time::Date) -> i64 {
+    i64::from(date.to_julian_day()) - EPOCH_JULIAN_DAY
+}
+
+/// The calendar date of days since 1970-01-01, if `time` can hold it.
+pub(crate) fn date_of_days(days: i64) -> Option<time::Date> {
+    let julian = i32::try_from(days.checked_add(EPOCH_JULIAN_DAY)?).ok()?;
+    time::Date::from_julian_day(julian).ok()
 }
 
 fn digits(b: &[u8], at: usize, n: usize) -> Option<i64> {
@@ -238,6 +255,27 @@ mod tests {
             assert_eq!(parse_instant(&ours), Some(ms));
             ms += 987_654_321_123;
         }
+    }
+
+    #[test]
+    fn calendar_dates_convert_both_ways() {
+        for (y, m, d) in [(1970, 1, 1), (2016, 4, 20), (2024, 2, 29), (2026, 12, 4)] {
+            let days = days_from_civil(y, m, d);
+            let Some(date) = date_of_days(days) else {
+                panic!("{y}-{m}-{d} out of range");
+            };
+            assert_eq!(
+                (
+                    i64::from(date.year()),
+                    date.month() as i64,
+                    i64::from(date.day())
+                ),
+                (y, m, d)
+            );
+            assert_eq!(days_of_date(date), days);
+            assert_eq!(Date(days).to_string(), date.to_string());
+        }
+        assert_eq!(date_of_days(i64::MAX), None);
     }
 
     #[test]

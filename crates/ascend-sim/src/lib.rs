@@ -10,9 +10,12 @@
 //! # The model
 //!
 //! Data is generated lazily and deterministically: record `i` of resource
-//! `r` of an organization is a pure function of `(seed, org, r, i)` (modules
-//! `world` and `records`), ids ascend with `i`, and nothing per generated
-//! record is stored. A large organization (about a million records) starts
+//! `r` of an organization is a pure function of `(seed, org, r, i)` and the
+//! day the world is placed at (modules `world` and `records`), ids ascend
+//! with `i`, and nothing per generated record is stored. That day is the
+//! simulator clock's today unless [`SimConfig::today`] fixes it: the last
+//! 90 days hold the appointments a practice has just seen, the next year
+//! its schedule, and no `lastModified` lies in the simulator's future. A large organization (about a million records) starts
 //! instantly and costs kilobytes. Changes (from the control API's mutate, or
 //! from writes through the API) live in a small overlay per resource
 //! (created, updated, deleted ids), merged in id order when reading (module
@@ -161,6 +164,13 @@ pub struct SimConfig {
     pub token_ttl: Duration,
     /// Requests per second per organization; `None` = unlimited.
     pub rate_limit_rps: Option<u32>,
+    /// The day the generated world is placed at (UTC): appointments of the
+    /// last 90 days were seen, the next year's are scheduled, and no
+    /// `lastModified` is later than its midnight. `None`: the simulator
+    /// clock's today when it starts, so a sync planned now finds recent
+    /// data; fix it for data that stays the same from day to day (same
+    /// seed, same day, same data). It may not lie after the clock's today.
+    pub today: Option<time::Date>,
 }
 
 impl Default for SimConfig {
@@ -171,6 +181,7 @@ impl Default for SimConfig {
             seed: 1,
             token_ttl: Duration::from_secs(3600),
             rate_limit_rps: None,
+            today: None,
         }
     }
 }
@@ -200,6 +211,33 @@ pub enum SimError {
     Config(String),
 }
 
+/// The day the world is placed at: the configured one, checked, or the
+/// clock's today.
+fn anchor_day(config: &SimConfig) -> Result<(i64, time::Date), SimError> {
+    let clock_today = clock::now_ms().div_euclid(clock::MS_PER_DAY);
+    let day = config.today.map_or(clock_today, clock::days_of_date);
+    let show = |days: i64| clock::Date(days).to_string();
+    if day > clock_today {
+        return Err(SimError::Config(format!(
+            "today {} lies after the clock's today {}: generated records would have been \
+             modified in the future",
+            show(day),
+            show(clock_today)
+        )));
+    }
+    if day < world::EARLIEST_ANCHOR_DAY {
+        return Err(SimError::Config(format!(
+            "today {} is too early: the world's seven years of history begin after its legacy \
+             import; the earliest today is {}",
+            show(day),
+            show(world::EARLIEST_ANCHOR_DAY)
+        )));
+    }
+    let date = clock::date_of_days(day)
+        .ok_or_else(|| SimError::Config(format!("today {} is out of range", show(day))))?;
+    Ok((day, date))
+}
+
 /// A simulator serving on a spawned task. Dropping it stops the server too
 /// (without waiting); [`RunningSim::shutdown`] stops it and waits.
 #[derive(Debug)]
@@ -207,6 +245,7 @@ pub struct RunningSim {
     addr: SocketAddr,
     base_url: String,
     orgs: Vec<OrgInfo>,
+    today: time::Date,
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
 }
@@ -220,6 +259,12 @@ impl RunningSim {
     /// The organizations served, in order.
     pub fn orgs(&self) -> &[OrgInfo] {
         &self.orgs
+    }
+
+    /// The day the world is placed at ([`SimConfig::today`], or the
+    /// clock's today when the simulator started).
+    pub fn today(&self) -> time::Date {
+        self.today
     }
 
     /// `http://127.0.0.1:PORT` (the loopback address when the listener is
@@ -262,6 +307,7 @@ pub async fn spawn(
     if config.orgs > 10_000 {
         return Err(SimError::Config("orgs must be at most 10000".into()));
     }
+    let (anchor_day, today) = anchor_day(&config)?;
     let addr = listener.local_addr()?;
     let public = if addr.ip().is_unspecified() {
         SocketAddr::new(
@@ -276,7 +322,12 @@ pub async fn spawn(
     };
     let base_url = format!("http://{public}");
     let (stop, stopped) = watch::channel(false);
-    let sim = Arc::new(server::build(&config, &base_url, stopped.clone()));
+    let sim = Arc::new(server::build(
+        &config,
+        anchor_day,
+        &base_url,
+        stopped.clone(),
+    ));
     let orgs = sim.orgs.iter().map(|o| o.info.clone()).collect();
     let app = server::router(sim);
     let mut signal = stopped;
@@ -299,6 +350,7 @@ pub async fn spawn(
         addr,
         base_url,
         orgs,
+        today,
         stop,
         task: Some(task),
     })

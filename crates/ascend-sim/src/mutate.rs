@@ -374,7 +374,13 @@ mod tests {
 
     #[test]
     fn mutate_is_deterministic_and_consistent() -> Result<(), String> {
-        let world = World::new(4, 0, Size::Small, "http://h/ascend-gateway/api".into());
+        let world = World::new(
+            4,
+            0,
+            Size::Small,
+            crate::world::TEST_DAY,
+            "http://h/ascend-gateway/api".into(),
+        );
         let run = || -> Result<(MutateResult, OrgData), String> {
             let mut data = OrgData::new(&world);
             let req = MutateRequest {
@@ -437,7 +443,13 @@ mod tests {
 
     #[test]
     fn updates_and_deletes_reach_created_records_and_never_exceed_live() -> Result<(), String> {
-        let world = World::new(4, 0, Size::Small, "http://h/ascend-gateway/api".into());
+        let world = World::new(
+            4,
+            0,
+            Size::Small,
+            crate::world::TEST_DAY,
+            "http://h/ascend-gateway/api".into(),
+        );
         let mut data = OrgData::new(&world);
         let n = world.count(Resource::Locations) as usize;
         let req = |creates, deletes| MutateRequest {

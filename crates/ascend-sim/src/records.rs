@@ -20,7 +20,7 @@ use crate::hash::{SplitMix, weighted};
 use crate::resource::Resource;
 use crate::tables;
 use crate::textbuf::TextBuf;
-use crate::world::{ANCHOR_MS, TxType, World};
+use crate::world::{TxType, World};
 
 /// An id, serialised as a JSON string of decimal digits.
 #[derive(Clone, Copy, Debug)]
@@ -523,27 +523,43 @@ fn patient<'w>(g: &mut Gen<'w>) -> Patient<'w> {
     }
 }
 
+/// Appointments starting within this long after the anchor are being
+/// confirmed; later ones mostly are not yet.
+const CONFIRMING_MS: i64 = 14 * MS_PER_DAY;
+
 fn appointment<'w>(g: &mut Gen<'w>) -> Appointment<'w> {
-    let booked = g.created();
-    let day = (booked + (1 + g.r.below(60) as i64) * MS_PER_DAY).div_euclid(MS_PER_DAY);
-    // 8:00..17:00 US central, in 15-minute slots.
-    let start = day * MS_PER_DAY + (13 * 60 + g.r.below(36) as i64 * 15) * 60_000;
+    let start = g.w.appointment_start(g.i);
     let duration =
         *g.r.pick(&[30u32, 45, 60, 60, 60, 90, 120, 15])
             .unwrap_or(&60);
-    let status = if start < ANCHOR_MS - 30 * MS_PER_DAY {
+    let anchor = g.w.anchor_ms();
+    let status = if start < anchor {
+        // Seen (or missed) already.
         match weighted(g.r.next_u64(), &[80, 8, 7, 5]) {
             0 => "COMPLETE",
             1 => "BROKEN",
             2 => "CANCELLED",
             _ => "CHECKED_OUT",
         }
-    } else {
-        match weighted(g.r.next_u64(), &[50, 40, 8, 2]) {
+    } else if start < anchor + MS_PER_DAY {
+        // Today's.
+        match weighted(g.r.next_u64(), &[70, 15, 10, 5]) {
+            0 => "CONFIRMED",
+            1 => "IN_CHAIR",
+            2 => "UNCONFIRMED",
+            _ => "LEFT_MESSAGE",
+        }
+    } else if start < anchor + CONFIRMING_MS {
+        match weighted(g.r.next_u64(), &[25, 55, 20]) {
             0 => "UNCONFIRMED",
             1 => "CONFIRMED",
-            2 => "LEFT_MESSAGE",
-            _ => "IN_CHAIR",
+            _ => "LEFT_MESSAGE",
+        }
+    } else {
+        match weighted(g.r.next_u64(), &[85, 10, 5]) {
+            0 => "UNCONFIRMED",
+            1 => "CONFIRMED",
+            _ => "LEFT_MESSAGE",
         }
     };
     let location = g.w.location_of(g.res, g.i).unwrap_or(0);
@@ -782,7 +798,13 @@ mod tests {
     #[test]
     fn every_resource_serialises_with_id_last_modified_and_real_refs()
     -> Result<(), serde_json::Error> {
-        let w = World::new(3, 1, Size::Small, "http://h/ascend-gateway/api".into());
+        let w = World::new(
+            3,
+            1,
+            Size::Small,
+            crate::world::TEST_DAY,
+            "http://h/ascend-gateway/api".into(),
+        );
         for res in Resource::ALL {
             for i in (0..w.count(res)).step_by(7) {
                 let v = serde_json::to_value(generate(&w, res, i))?;
@@ -821,6 +843,52 @@ mod tests {
                 }
             }
         }
+        Ok(())
+    }
+
+    #[test]
+    fn appointments_are_completed_behind_today_and_scheduled_ahead() -> Result<(), serde_json::Error>
+    {
+        let w = World::new(
+            5,
+            0,
+            Size::Small,
+            crate::world::TEST_DAY,
+            "http://h/ascend-gateway/api".into(),
+        );
+        let anchor = w.anchor_ms();
+        let (mut past, mut ahead) = (0, 0);
+        for i in 0..w.count(Resource::Appointments) {
+            let v = serde_json::to_value(generate(&w, Resource::Appointments, i))?;
+            let text = |field: &str| v[field].as_str().unwrap_or_default().to_owned();
+            let start = crate::clock::parse_instant(&text("start")).unwrap_or(i64::MIN);
+            let end = crate::clock::parse_instant(&text("end")).unwrap_or(i64::MIN);
+            let last_modified = crate::clock::parse_instant(&text("lastModified"));
+            assert_eq!(start, w.appointment_start(i));
+            assert_eq!(
+                Some(end - start),
+                v["duration"].as_i64().map(|d| d * 60_000)
+            );
+            assert!(last_modified.is_some_and(|lm| lm <= anchor), "{v}");
+            let status = text("status");
+            if start < anchor {
+                past += 1;
+                assert!(
+                    ["COMPLETE", "BROKEN", "CANCELLED", "CHECKED_OUT"].contains(&status.as_str()),
+                    "{v}"
+                );
+            } else {
+                ahead += 1;
+                assert!(
+                    ["UNCONFIRMED", "CONFIRMED", "LEFT_MESSAGE", "IN_CHAIR"]
+                        .contains(&status.as_str()),
+                    "{v}"
+                );
+                // Booked before today, and not touched since.
+                assert!(last_modified.is_some_and(|lm| lm < start), "{v}");
+            }
+        }
+        assert!(past > 1000 && ahead > 50, "{past} past, {ahead} ahead");
         Ok(())
     }
 

@@ -39,12 +39,24 @@ pub(crate) fn org_info(seed: u64, i: u64, base_url: &str) -> OrgInfo {
     }
 }
 
-/// Builds the whole state. Cheap: nothing per record is generated.
-pub(crate) fn build(config: &SimConfig, base_url: &str, shutdown: watch::Receiver<bool>) -> Sim {
+/// Builds the whole state, every world placed at `anchor_day` (days since
+/// 1970-01-01). Cheap: nothing per record is generated.
+pub(crate) fn build(
+    config: &SimConfig,
+    anchor_day: i64,
+    base_url: &str,
+    shutdown: watch::Receiver<bool>,
+) -> Sim {
     let mut orgs = Vec::with_capacity(config.orgs);
     for i in 0..config.orgs as u64 {
         let mut info = org_info(config.seed, i, base_url);
-        let world = World::new(config.seed, i, config.size, info.api_base.clone());
+        let world = World::new(
+            config.seed,
+            i,
+            config.size,
+            anchor_day,
+            info.api_base.clone(),
+        );
         info.location_ids = (0..world.count(Resource::Locations))
             .map(|l| world.id(Resource::Locations, l).to_string())
             .collect();

@@ -29,7 +29,7 @@ use crate::clock::Ts;
 use crate::filter::{Clause, Op};
 use crate::records::generate;
 use crate::resource::{RESOURCE_COUNT, Resource};
-use crate::world::{ANCHOR_MS, World};
+use crate::world::World;
 
 /// A record held in the overlay, as the full JSON that is served.
 #[derive(Clone, Debug)]
@@ -106,7 +106,7 @@ impl OrgData {
             .collect();
         Self {
             res,
-            max_last_modified: ANCHOR_MS,
+            max_last_modified: world.anchor_ms(),
             patient_writes: Vec::new(),
             next_write_id: 9_100_000_000_000,
         }
@@ -633,7 +633,13 @@ mod tests {
     use crate::filter::parse;
 
     fn setup() -> (World, OrgData) {
-        let w = World::new(11, 0, Size::Small, "http://h/ascend-gateway/api".into());
+        let w = World::new(
+            11,
+            0,
+            Size::Small,
+            crate::world::TEST_DAY,
+            "http://h/ascend-gateway/api".into(),
+        );
         let d = OrgData::new(&w);
         (w, d)
     }

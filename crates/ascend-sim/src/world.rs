@@ -22,23 +22,39 @@
 //! - an operatory belongs to one location; appointments use an operatory of
 //!   their own location.
 //!
-//! Time: records are created in index order between [`HISTORY_START_MS`] and
-//! [`ANCHOR_MS`]; legacy-band records were imported at exactly
-//! [`LEGACY_IMPORT_MS`] (hundreds of records share that millisecond); about
-//! 15% of records share one millisecond with the others of their block of 256
-//! (a bulk job touched them); a quarter were modified later; every generated
-//! `lastModified` is at most [`ANCHOR_MS`], which lies in the past.
+//! Time: the world is placed at its anchor, the midnight (UTC) that starts
+//! the simulator's today (the clock's today when the simulator starts, or
+//! a day fixed in [`crate::SimConfig::today`] for reproducible runs). Every
+//! timestamp of activity is relative to it, so moving the anchor by `n`
+//! days moves every generated record's dates by `n` days (legacy-band
+//! records excepted). Records are created in index order over the
+//! [`HISTORY_DAYS`] before the anchor; legacy-band records were imported at
+//! exactly [`LEGACY_IMPORT_MS`] (hundreds of records share that
+//! millisecond); about 15% of records share one millisecond with the others
+//! of their block of 256 (a bulk job touched them); a quarter were modified
+//! later; a past appointment was touched when its visit ended. Every
+//! generated `lastModified` is at most the anchor, so none lies in the
+//! simulator's future.
+//!
+//! Appointments are booked (created) in the past and start after a lead
+//! time: short notice, a follow-up weeks later, a recall about six months
+//! ahead, an annual visit, or now and then a long treatment's visit well
+//! over a year ahead. So the last 90 days hold the visits a practice has
+//! just seen (completed, broken, cancelled) and the next year holds its
+//! schedule, dense in the coming weeks and thinning out, as a real
+//! practice's calendar does.
 
-use crate::clock::ms_of;
+use crate::clock::{MS_PER_DAY, ms_of};
 use crate::hash::{below, hash3, mix64, weighted};
 use crate::ids::IdSpace;
 use crate::resource::{RESOURCE_COUNT, Resource, counts};
 use crate::{Size, tables};
 
-/// Records are created from here on.
-pub(crate) const HISTORY_START_MS: i64 = ms_of(2019, 1, 1, 0, 0, 0, 0);
-/// No generated `lastModified` is later than this (2026-01-01).
-pub(crate) const ANCHOR_MS: i64 = ms_of(2026, 1, 1, 0, 0, 0, 0);
+/// Records are created over this many days before the anchor (seven
+/// years: with the anchor 2026-01-01, from 2019-01-01 on).
+pub(crate) const HISTORY_DAYS: i64 = 2557;
+/// The newest records were created this long before the anchor.
+const CREATED_BEFORE_ANCHOR_MS: i64 = MS_PER_DAY;
 /// `2016-04-20T01:14:04.737Z`: when the legacy records were imported.
 pub(crate) const LEGACY_IMPORT_MS: i64 = ms_of(2016, 4, 20, 1, 14, 4, 737);
 
@@ -61,7 +77,17 @@ pub(crate) mod stream {
     pub(crate) const PROCEDURE_CODE: u64 = 14;
     pub(crate) const TRANSACTION_TYPE: u64 = 15;
     pub(crate) const ORG: u64 = 16;
+    pub(crate) const APPOINTMENT_START: u64 = 17;
 }
+
+/// The earliest day (days since 1970-01-01) a world can be placed at: its
+/// history must begin after the legacy import.
+pub(crate) const EARLIEST_ANCHOR_DAY: i64 =
+    LEGACY_IMPORT_MS.div_euclid(MS_PER_DAY) + 1 + HISTORY_DAYS;
+
+/// A fixed day for the crate's tests (2026-01-01).
+#[cfg(test)]
+pub(crate) const TEST_DAY: i64 = crate::clock::days_from_civil(2026, 1, 1);
 
 /// Location weights: the first location is the main office.
 const LOCATION_WEIGHTS: [u64; 4] = [6, 3, 2, 1];
@@ -73,6 +99,11 @@ pub(crate) struct World {
     pub(crate) counts: [u64; RESOURCE_COUNT],
     pub(crate) ops_per_location: u64,
     pub(crate) ids: Vec<IdSpace>,
+    /// The midnight (UTC) starting the world's today: no generated
+    /// `lastModified` is later.
+    anchor_ms: i64,
+    /// Non-legacy records are created from here on.
+    history_start_ms: i64,
     legacy: [u64; RESOURCE_COUNT],
     loc_weights: Vec<u64>,
     /// `http://HOST:PORT/ascend-gateway/api`, written into reference urls.
@@ -90,7 +121,15 @@ pub(crate) enum TxType {
 }
 
 impl World {
-    pub(crate) fn new(sim_seed: u64, org_index: u64, size: Size, api_base: String) -> Self {
+    /// The world of organization `org_index`, placed at `anchor_day`
+    /// (days since 1970-01-01; see [`EARLIEST_ANCHOR_DAY`]).
+    pub(crate) fn new(
+        sim_seed: u64,
+        org_index: u64,
+        size: Size,
+        anchor_day: i64,
+        api_base: String,
+    ) -> Self {
         let seed = hash3(sim_seed, stream::ORG, org_index);
         let (counts, ops_per_location) = counts(size, seed);
         let ids: Vec<IdSpace> = Resource::ALL
@@ -117,11 +156,19 @@ impl World {
             counts,
             ops_per_location,
             ids,
+            anchor_ms: anchor_day * MS_PER_DAY,
+            history_start_ms: (anchor_day - HISTORY_DAYS) * MS_PER_DAY,
             legacy,
             loc_weights,
             api_base,
             url_prefixes,
         }
+    }
+
+    /// The midnight (UTC) the world is placed at: every generated
+    /// `lastModified` is at most this.
+    pub(crate) fn anchor_ms(&self) -> i64 {
+        self.anchor_ms
     }
 
     /// `<api_base>/v1/<path>/`, the start of a reference url.
@@ -152,13 +199,39 @@ impl World {
     pub(crate) fn created(&self, res: Resource, i: u64) -> i64 {
         let legacy = self.legacy[res.index()];
         if i < legacy {
-            return LEGACY_IMPORT_MS - (legacy - i) as i64 * 2 * crate::clock::MS_PER_DAY;
+            return LEGACY_IMPORT_MS - (legacy - i) as i64 * 2 * MS_PER_DAY;
         }
         let n = self.count(res).max(1);
-        let span = (ANCHOR_MS - 45 * crate::clock::MS_PER_DAY - HISTORY_START_MS) as u64;
+        let span = (self.anchor_ms - CREATED_BEFORE_ANCHOR_MS - self.history_start_ms) as u64;
         let step = span / n;
         let offset = (u128::from(i) * u128::from(span) / u128::from(n)) as u64;
-        HISTORY_START_MS + (offset + below(self.h(stream::CREATED, res, i), step.max(1))) as i64
+        self.history_start_ms
+            + (offset + below(self.h(stream::CREATED, res, i), step.max(1))) as i64
+    }
+
+    /// When appointment `i` starts: when it was booked (created) plus a
+    /// lead time, on a 15-minute slot between 8:00 and 17:00 US central.
+    pub(crate) fn appointment_start(&self, i: u64) -> i64 {
+        let h = self.h(stream::APPOINTMENT_START, Resource::Appointments, i);
+        let pick = mix64(h);
+        let lead_days = match below(h, 100) {
+            // Short notice: within three weeks.
+            0..45 => 1 + below(pick, 21),
+            // A follow-up: three weeks to three months.
+            45..75 => 21 + below(pick, 70),
+            // A recall, about six months ahead.
+            75..94 => 160 + below(pick, 50),
+            // An annual visit, most of a year ahead.
+            94..99 => 300 + below(pick, 64),
+            // A long treatment's visit, well over a year ahead.
+            _ => 380 + below(pick, 180),
+        } as i64;
+        let day = self
+            .created(Resource::Appointments, i)
+            .div_euclid(MS_PER_DAY)
+            + lead_days;
+        let slot = below(mix64(pick), 36) as i64;
+        day * MS_PER_DAY + (13 * 60 + slot * 15) * 60_000
     }
 
     /// `lastModified` of record `i`, computed without the rest of the record.
@@ -168,19 +241,27 @@ impl World {
             return LEGACY_IMPORT_MS;
         }
         let created = self.created(res, i);
+        let anchor = self.anchor_ms;
         match below(h >> 8, 100) {
             0..15 => {
                 let n = self.count(res);
                 let block = i / 256;
                 let end = (block * 256 + 255).min(n.saturating_sub(1));
-                let jitter = below(
-                    self.h(stream::CLUSTER, res, block),
-                    20 * crate::clock::MS_PER_DAY as u64,
-                );
-                (self.created(res, end) + 1000 + jitter as i64).min(ANCHOR_MS)
+                let jitter = below(self.h(stream::CLUSTER, res, block), 20 * MS_PER_DAY as u64);
+                (self.created(res, end) + 1000 + jitter as i64).min(anchor)
             }
-            15..40 => created + below(mix64(h), (ANCHOR_MS - created).max(1) as u64) as i64,
-            _ => created + below(mix64(h), 600_000) as i64,
+            15..40 => created + below(mix64(h), (anchor - created).max(1) as u64) as i64,
+            _ if res == Resource::Appointments => {
+                // Touched last when the visit ended (checked out, broken,
+                // cancelled), or when booked if it is still ahead.
+                let start = self.appointment_start(i);
+                if start < anchor {
+                    (start + 30 * 60_000 + below(mix64(h), 7_200_000) as i64).min(anchor)
+                } else {
+                    created + below(mix64(h), 600_000) as i64
+                }
+            }
+            _ => (created + below(mix64(h), 600_000) as i64).min(anchor),
         }
     }
 
@@ -313,7 +394,7 @@ mod tests {
     use super::*;
 
     fn world(size: Size) -> World {
-        World::new(7, 0, size, "http://x/ascend-gateway/api".into())
+        World::new(7, 0, size, TEST_DAY, "http://x/ascend-gateway/api".into())
     }
 
     #[test]
@@ -323,9 +404,8 @@ mod tests {
         for res in Resource::ALL {
             for i in 0..w.count(res) {
                 let lm = w.last_modified(res, i);
-                assert!(
-                    (LEGACY_IMPORT_MS - 1000 * crate::clock::MS_PER_DAY..=ANCHOR_MS).contains(&lm)
-                );
+                assert!((LEGACY_IMPORT_MS - 1000 * MS_PER_DAY..=w.anchor_ms()).contains(&lm));
+                assert!(lm >= w.created(res, i), "{res:?} {i}");
                 *per_ms.entry(lm).or_default() += 1;
             }
         }
@@ -335,6 +415,71 @@ mod tests {
             shared >= 10,
             "only {shared} milliseconds shared by 5+ records"
         );
+    }
+
+    /// Appointments starting in `[from, to)` days after the anchor.
+    fn appointments_between(w: &World, from: i64, to: i64) -> u64 {
+        let (from, to) = (
+            w.anchor_ms() + from * MS_PER_DAY,
+            w.anchor_ms() + to * MS_PER_DAY,
+        );
+        (0..w.count(Resource::Appointments))
+            .filter(|&i| (from..to).contains(&w.appointment_start(i)))
+            .count() as u64
+    }
+
+    #[test]
+    fn the_last_90_days_and_the_next_year_hold_a_practice_calendar() {
+        for day in [TEST_DAY, crate::clock::days_from_civil(2024, 2, 29)] {
+            let w = World::new(7, 0, Size::Small, day, "http://x/ascend-gateway/api".into());
+            let n = w.count(Resource::Appointments);
+            // About one appointment a day over seven years, at small size.
+            let past = appointments_between(&w, -90, 0);
+            let weeks_ahead = appointments_between(&w, 0, 30);
+            let recalls = appointments_between(&w, 150, 220);
+            let later = appointments_between(&w, 220, 366);
+            assert!(past >= 40, "{past} of {n} in the last 90 days");
+            assert!(weeks_ahead >= 8, "{weeks_ahead} in the next 30 days");
+            let year = appointments_between(&w, 0, 366);
+            assert!(year >= 30, "{year} in the next year");
+            assert!(recalls >= 3, "{recalls} recalls about six months ahead");
+            // Thinning out: the coming weeks are fuller than the far months.
+            assert!(weeks_ahead * 4 > later * 5, "{weeks_ahead} vs {later}");
+            // Legacy-band ones too: none starts more than 600 days ahead.
+            assert_eq!(appointments_between(&w, -6000, 600), n);
+            // Booked before they start, and no booking in the future.
+            for i in 0..n {
+                let created = w.created(Resource::Appointments, i);
+                assert!(created < w.appointment_start(i));
+                assert!(created < w.anchor_ms());
+            }
+        }
+    }
+
+    #[test]
+    fn the_world_moves_with_its_anchor() {
+        let shift = 400;
+        let a = world(Size::Small);
+        let b = World::new(
+            7,
+            0,
+            Size::Small,
+            TEST_DAY + shift,
+            "http://x/ascend-gateway/api".into(),
+        );
+        let shift_ms = shift * MS_PER_DAY;
+        assert_eq!(b.anchor_ms() - a.anchor_ms(), shift_ms);
+        for res in Resource::ALL {
+            assert_eq!(a.count(res), b.count(res));
+            for i in (a.legacy[res.index()]..a.count(res)).step_by(3) {
+                assert_eq!(a.id(res, i), b.id(res, i));
+                assert_eq!(a.created(res, i) + shift_ms, b.created(res, i));
+                assert_eq!(a.last_modified(res, i) + shift_ms, b.last_modified(res, i));
+            }
+        }
+        for i in a.legacy[Resource::Appointments.index()]..a.count(Resource::Appointments) {
+            assert_eq!(a.appointment_start(i) + shift_ms, b.appointment_start(i));
+        }
     }
 
     #[test]

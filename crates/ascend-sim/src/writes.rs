@@ -495,7 +495,13 @@ mod tests {
     use crate::Size;
 
     fn setup() -> (World, OrgData) {
-        let w = World::new(2, 0, Size::Small, "http://h/ascend-gateway/api".into());
+        let w = World::new(
+            2,
+            0,
+            Size::Small,
+            crate::world::TEST_DAY,
+            "http://h/ascend-gateway/api".into(),
+        );
         let d = OrgData::new(&w);
         (w, d)
     }

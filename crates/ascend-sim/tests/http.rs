@@ -951,9 +951,12 @@ async fn counters_log_and_reset() -> Result<()> {
 
 #[tokio::test]
 async fn same_seed_same_data_other_seed_other_data() -> Result<()> {
+    // A fixed day: the same seed serves the same data on any day the
+    // test runs (and across midnight).
     let body = |seed: u64| async move {
         let h = start(SimConfig {
             seed,
+            today: Some(time::macros::date!(2026 - 01 - 01)),
             ..SimConfig::default()
         })
         .await?;
@@ -976,6 +979,161 @@ async fn same_seed_same_data_other_seed_other_data() -> Result<()> {
     assert_ne!(a.0, c.0);
     assert_ne!(a.2, c.2);
     assert!(a.2.len() > 100_000);
+    Ok(())
+}
+
+/// `meta.pagination.total` of the org's records of `resource` matching `filter`.
+async fn total(h: &Harness, token: &str, resource: &str, filter: &str) -> Result<u64> {
+    let page = h
+        .get_ok(
+            token,
+            &format!("/v1/{resource}?pageSize=1&filter={}", enc(filter)),
+        )
+        .await?;
+    page["meta"]["pagination"]["total"]
+        .as_u64()
+        .context("no total")
+}
+
+/// `YYYY-MM-DDT00:00:00.000Z` of a day, as the API writes instants.
+fn midnight(day: time::Date) -> String {
+    format!("{day}T00:00:00.000Z")
+}
+
+#[tokio::test]
+async fn the_world_is_placed_at_the_clocks_today() -> Result<()> {
+    let before = time::OffsetDateTime::now_utc().date();
+    let h = small(1).await?;
+    let after = time::OffsetDateTime::now_utc().date();
+    let today = h.sim.today();
+    ensure!(
+        (before..=after).contains(&today),
+        "placed at {today}, not today"
+    );
+    let token = h.token(0).await?;
+    let days = time::Duration::days;
+    // What a sync planned now asks for first: the appointments of the last
+    // 90 days (seen) and of the next year (scheduled).
+    let seen = total(
+        &h,
+        &token,
+        "appointments",
+        &format!(
+            "start>={},start<{}",
+            midnight(today - days(90)),
+            midnight(today)
+        ),
+    )
+    .await?;
+    let complete = total(
+        &h,
+        &token,
+        "appointments",
+        &format!("start>={},status==COMPLETE", midnight(today - days(90))),
+    )
+    .await?;
+    let scheduled = total(
+        &h,
+        &token,
+        "appointments",
+        &format!(
+            "start>={},start<{}",
+            midnight(today),
+            midnight(today + days(366))
+        ),
+    )
+    .await?;
+    ensure!(
+        seen >= 30 && scheduled >= 30,
+        "{seen} appointments in the last 90 days, {scheduled} in the next year"
+    );
+    ensure!(
+        complete * 2 > seen,
+        "{complete} of {seen} recent ones complete"
+    );
+    let recent_procedures = total(
+        &h,
+        &token,
+        "patientprocedures",
+        &format!("date>={}", today - days(90)),
+    )
+    .await?;
+    ensure!(recent_procedures > 0, "no procedure in the last 90 days");
+    // Nothing was modified after the world's midnight, so nothing in the
+    // simulator's future.
+    for resource in ascend_sim::RESOURCES {
+        let later = total(
+            &h,
+            &token,
+            resource,
+            &format!("lastModified>{}", midnight(today)),
+        )
+        .await?;
+        ensure!(later == 0, "{later} {resource} modified after {today}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_fixed_today_places_the_world_there_and_may_not_lie_ahead() -> Result<()> {
+    let day = time::macros::date!(2025 - 06 - 15);
+    let h = start(SimConfig {
+        today: Some(day),
+        ..SimConfig::default()
+    })
+    .await?;
+    ensure!(h.sim.today() == day);
+    let token = h.token(0).await?;
+    let ahead = total(
+        &h,
+        &token,
+        "appointments",
+        &format!("start>={}", midnight(day)),
+    )
+    .await?;
+    let later = total(
+        &h,
+        &token,
+        "appointments",
+        &format!("lastModified>{}", midnight(day)),
+    )
+    .await?;
+    ensure!(
+        ahead > 30 && later == 0,
+        "{ahead} ahead, {later} modified later"
+    );
+    // Writes are stamped by the clock, after everything generated.
+    let before = time::OffsetDateTime::now_utc() - time::Duration::seconds(1);
+    let changes = h
+        .mutate(&MutateRequest {
+            resource: Some("appointments".into()),
+            updates: 3,
+            ..MutateRequest::default()
+        })
+        .await?;
+    let stamp = changes.last_modified.context("stamp")?;
+    let stamped =
+        time::OffsetDateTime::parse(&stamp, &time::format_description::well_known::Rfc3339)?;
+    ensure!(stamped >= before, "stamped {stamp}, before the clock's now");
+
+    let ahead_of_the_clock = time::OffsetDateTime::now_utc().date() + time::Duration::days(2);
+    for refused in [ahead_of_the_clock, time::macros::date!(2020 - 01 - 01)] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let started = ascend_sim::spawn(
+            SimConfig {
+                today: Some(refused),
+                ..SimConfig::default()
+            },
+            listener,
+        )
+        .await;
+        match started {
+            Err(ascend_sim::SimError::Config(message)) => {
+                ensure!(message.contains(&refused.to_string()), "{message}")
+            }
+            other => bail!("today {refused} was not refused: {other:?}"),
+        }
+    }
     Ok(())
 }
 

@@ -80,7 +80,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     )
     .await
     .context("the simulator could not start")?;
-    println!("simulator: 3 organizations at {}", sim.base_url());
+    println!(
+        "simulator: 3 organizations at {}, their data placed at today ({})",
+        sim.base_url(),
+        sim.today()
+    );
 
     if args.data_dir.exists() {
         std::fs::remove_dir_all(&args.data_dir)

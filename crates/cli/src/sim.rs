@@ -27,6 +27,21 @@ pub struct SimArgs {
     /// Per-organization rate limit in requests per second (429 beyond it).
     #[arg(long)]
     rate_limit: Option<u32>,
+    /// The day (YYYY-MM-DD, UTC) the generated world is placed at: the last
+    /// 90 days hold the appointments just seen, the next year the schedule,
+    /// and nothing was modified after it. Default: today. Fix it for the
+    /// same data on any day (with the same seed).
+    #[arg(long, value_parser = parse_day)]
+    today: Option<time::Date>,
+}
+
+/// A `YYYY-MM-DD` date.
+fn parse_day(text: &str) -> Result<time::Date, String> {
+    time::Date::parse(
+        text.trim(),
+        time::macros::format_description!("[year]-[month]-[day]"),
+    )
+    .map_err(|e| format!("expected a date like 2026-01-31 ({e})"))
 }
 
 pub async fn run(args: SimArgs) -> Result<()> {
@@ -39,6 +54,7 @@ pub async fn run(args: SimArgs) -> Result<()> {
         seed: args.seed,
         token_ttl: Duration::from_secs(args.token_ttl_secs),
         rate_limit_rps: args.rate_limit,
+        today: args.today,
     };
     let sim = ascend_sim::spawn(config, listener)
         .await
@@ -51,7 +67,7 @@ pub async fn run(args: SimArgs) -> Result<()> {
         }
         out.flush()?;
     }
-    tracing::info!(addr = %sim.addr(), "simulator serving");
+    tracing::info!(addr = %sim.addr(), today = %sim.today(), "simulator serving");
     shutdown_signal().await;
     sim.shutdown().await;
     Ok(())
@@ -78,5 +94,21 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn today_is_a_calendar_date() {
+        assert_eq!(
+            parse_day("2026-01-31"),
+            Ok(time::macros::date!(2026 - 01 - 31))
+        );
+        for bad in ["2026-02-30", "31/01/2026", "today", ""] {
+            assert!(parse_day(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -109,7 +109,7 @@ impl Store {
         const OPERATION: &str = "enqueueing jobs";
         let backend = self.backend();
         let now = DbTime::now();
-        let ids: Vec<String> = messages.iter().map(|_| fresh_token()).collect();
+        let ids: Vec<String> = messages.iter().map(|_| message_id()).collect();
         in_transaction!(self, OPERATION, |tx| {
             for (batch, batch_ids) in messages
                 .chunks(ROWS_PER_STATEMENT)
@@ -357,6 +357,25 @@ impl Store {
 fn later(now: DbTime, span: Duration) -> DbTime {
     let span = time::Duration::try_from(span.min(MAX_SPAN)).unwrap_or(time::Duration::ZERO);
     now.0.checked_add(span).and_then(DbTime::new).unwrap_or(now)
+}
+
+/// A new message id, 32 hex digits: 16 that grow in the order messages
+/// are sent (microseconds since the epoch, always above the last id's in
+/// this process), then 16 unpredictable ones. Messages ready at the same
+/// time are received in id order, so a batch is handed out in the order it
+/// was sent: an initial sync's priority chunks before its history.
+fn message_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = u64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000).unwrap_or(0);
+    let next = |last: u64| now.max(last.saturating_add(1));
+    let last = LAST
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(next(last))
+        })
+        .unwrap_or_else(|last| last);
+    let token = fresh_token();
+    format!("{:016x}{}", next(last), token.get(..16).unwrap_or(&token))
 }
 
 /// 128 unpredictable bits as 32 hex digits: message ids and receipts.

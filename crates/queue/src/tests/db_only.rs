@@ -1,5 +1,6 @@
 //! What only the database queue has to prove: receipts guard a redelivered
-//! message, and parallel receivers never share a message.
+//! message, a batch keeps its order, and parallel receivers never share a
+//! message.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -55,6 +56,38 @@ async fn a_stale_receipt_changes_nothing(adapter: Adapter) {
     q.delete(&new).await.expect("the current receipt deletes");
     let depth = q.depth().await.expect("depth");
     assert_eq!((depth.visible, depth.in_flight, depth.dead), (0, 0, 0));
+    f.finish().await;
+}
+
+#[tokio::test]
+async fn a_batch_is_received_in_the_order_it_was_sent_postgres() {
+    a_batch_is_received_in_the_order_it_was_sent(Adapter::Postgres).await;
+}
+
+#[tokio::test]
+async fn a_batch_is_received_in_the_order_it_was_sent_sqlite() {
+    a_batch_is_received_in_the_order_it_was_sent(Adapter::Sqlite).await;
+}
+
+/// An initial sync's chunks are sent in one batch, priority first: one
+/// receiver at a time gets them in that order, batch after batch.
+async fn a_batch_is_received_in_the_order_it_was_sent(adapter: Adapter) {
+    let f = Fixture::new(adapter, settings(5, 300)).await;
+    let first: Vec<_> = (0..40).map(|i| standard(&format!("a-{i:02}"))).collect();
+    let second: Vec<_> = (0..40).map(|i| standard(&format!("b-{i:02}"))).collect();
+    f.queue.send(&first).await.expect("send");
+    f.queue.send(&second).await.expect("send");
+    let mut received = Vec::new();
+    for _ in 0..80 {
+        let delivery = receive_n(&f.queue, 1).await.remove(0);
+        received.push(delivery.body);
+    }
+    let sent: Vec<String> = first
+        .iter()
+        .chain(&second)
+        .map(|o| o.body.clone())
+        .collect();
+    assert_eq!(received, sent);
     f.finish().await;
 }
 

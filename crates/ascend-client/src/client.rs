@@ -18,6 +18,7 @@ use crate::error::{AuthFailure, ClientError, body_message};
 use crate::http::{BodyError, location, read_body, read_error_body, retry_after};
 use crate::ids::AscendId;
 use crate::ids::OrganizationId;
+use crate::memory::{ByteBudget, Held};
 use crate::page::Page;
 use crate::pager::{KeysetPager, OffsetPager};
 use crate::query::{Cursor, Filter, ListQuery, effective_page_size, list_url};
@@ -41,6 +42,8 @@ struct ClientInner {
     http: reqwest::Client,
     /// Every attempt takes from its organization's budget here.
     budget: Arc<dyn RequestBudget>,
+    /// Answer bytes held in memory, at most `max_bytes_in_flight`.
+    memory: ByteBudget,
     orgs: Mutex<HashMap<OrganizationId, Arc<OrgShared>>>,
 }
 
@@ -100,6 +103,7 @@ impl AscendClient {
         })?;
         Ok(AscendClient {
             inner: Arc::new(ClientInner {
+                memory: ByteBudget::new(config.max_bytes_in_flight),
                 config,
                 http,
                 budget,
@@ -259,12 +263,18 @@ impl OrgClient {
             let config = &self.inner.client.config;
             let mut total = 0;
             let mut fetch = 0;
-            let (mut page, _) = loop {
+            let mut page = loop {
                 fetch += 1;
-                let (body, attempts) = self.get(resource, cursor, &url).await?;
+                let ((body, mut held), attempts) = self.get(resource, cursor, &url).await?;
                 total += attempts;
                 match Page::parse(resource, *cursor, &body) {
-                    Ok(page) => break (page, body),
+                    Ok(mut page) => {
+                        // The body goes; the records stay until the page
+                        // is dropped.
+                        held.shrink_to(body.len());
+                        page.held = Some(Arc::new(held));
+                        break page;
+                    }
                     Err(error) if fetch < config.body_attempts.max(1) => {
                         let wait = retry::body_delay(config, fetch);
                         tracing::warn!(error = %error, bytes = body.len(), fetch, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "unusable answer; fetching the page again");
@@ -364,7 +374,7 @@ impl OrgClient {
         resource: Resource,
         cursor: &Cursor,
         url: &Url,
-    ) -> Result<(Vec<u8>, u32), ClientError> {
+    ) -> Result<((Vec<u8>, Held), u32), ClientError> {
         let config = &self.inner.client.config;
         let attempts = AtomicU32::new(0);
         // The generation of the first token the API refused in this call
@@ -445,7 +455,7 @@ impl OrgClient {
         url: &Url,
         attempts: &AtomicU32,
         refused: &AtomicU64,
-    ) -> Result<Vec<u8>, ClientError> {
+    ) -> Result<(Vec<u8>, Held), ClientError> {
         let inner = &*self.inner;
         let config = &inner.client.config;
         let ctx = FetchContext {
@@ -478,6 +488,14 @@ impl OrgClient {
             };
             let status = response.status().as_u16();
             if (200..300).contains(&status) {
+                // Room for the body and its parsed records, before a byte
+                // is read (see `memory`).
+                let expected = response
+                    .content_length()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .unwrap_or(config.max_response_bytes)
+                    .min(config.max_response_bytes);
+                let held = inner.client.memory.hold(expected.saturating_mul(2)).await;
                 return match read_body(&mut response, config.max_response_bytes).await {
                     Ok(body) => {
                         inner
@@ -485,7 +503,7 @@ impl OrgClient {
                             .bytes
                             .fetch_add(body.len() as u64, Ordering::Relaxed);
                         tracing::debug!(status, attempt, bytes = body.len(), "answer");
-                        Ok(body)
+                        Ok((body, held))
                     }
                     Err(BodyError::TooLarge { limit }) => Err(ClientError::bad_payload(
                         resource,
@@ -541,6 +559,13 @@ impl OrgClient {
             tracing::debug!(status, attempt, error = %error, "refused");
             return Err(error);
         }
+    }
+}
+
+#[cfg(test)]
+impl AscendClient {
+    pub(crate) fn memory_free_kib(&self) -> usize {
+        self.inner.memory.available_kib()
     }
 }
 

@@ -77,6 +77,10 @@ pub struct ClientConfig {
     pub body_attempts: usize,
     /// Largest response body accepted, in bytes (default 64 MiB).
     pub max_response_bytes: usize,
+    /// Most answer bytes this process holds in memory at once: answers
+    /// being read and parsed, and pages not yet landed (default 256 MiB; at
+    /// least `max_response_bytes`). A read that would go beyond it waits.
+    pub max_bytes_in_flight: usize,
     /// Plain http to a loopback host (tests only; denied by default).
     pub insecure_loopback: InsecureLoopback,
 }
@@ -95,6 +99,7 @@ impl Default for ClientConfig {
             page_size: MAX_PAGE_SIZE,
             body_attempts: 3,
             max_response_bytes: 64 * 1024 * 1024,
+            max_bytes_in_flight: 256 * 1024 * 1024,
             insecure_loopback: InsecureLoopback::deny(),
         }
     }
@@ -125,6 +130,11 @@ impl ClientConfig {
         if self.max_response_bytes < 1024 {
             return Err(ClientError::config(
                 "max_response_bytes must be at least 1024",
+            ));
+        }
+        if self.max_bytes_in_flight < self.max_response_bytes {
+            return Err(ClientError::config(
+                "max_bytes_in_flight must be at least max_response_bytes",
             ));
         }
         Ok(())

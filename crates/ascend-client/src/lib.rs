@@ -38,6 +38,7 @@ mod config;
 mod error;
 mod http;
 mod ids;
+mod memory;
 mod page;
 mod pager;
 mod query;

@@ -48,6 +48,9 @@ pub struct Page {
     pub bytes: usize,
     /// HTTP requests this page took (1 unless retried).
     pub attempts: u32,
+    /// The share of the client's `max_bytes_in_flight` this page holds
+    /// until it is dropped.
+    pub(crate) held: Option<std::sync::Arc<crate::memory::Held>>,
 }
 
 impl Page {
@@ -119,6 +122,7 @@ impl Page {
             errors,
             bytes: body.len(),
             attempts: 0,
+            held: None,
         })
     }
 }

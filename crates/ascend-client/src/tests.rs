@@ -1120,3 +1120,45 @@ fn futures_are_send() {
     assert_sync_send::<OrgClient>();
     assert_sync_send::<ClientError>();
 }
+
+/// Pages not yet dropped (not yet landed) count against
+/// `max_bytes_in_flight`: a fetch that would go beyond it waits until
+/// pages are dropped, whatever the page size or the number of callers.
+#[tokio::test]
+async fn pages_held_count_against_the_cap_and_the_next_read_waits() {
+    // About 30 KiB a page.
+    let body = page_body(1..=450, None);
+    assert!((28_000..34_000).contains(&body.len()), "{}", body.len());
+    let stub = stub_with(move |_, _| Reply::json(200, body.clone())).await;
+    let config = ClientConfig {
+        max_response_bytes: 64 * 1024,
+        max_bytes_in_flight: 230 * 1024,
+        ..test_config()
+    };
+    let client = AscendClient::new(config).expect("client");
+    let org = client.connect(stub.connection()).expect("connect");
+    let fetch = |org: OrgClient| async move {
+        org.fetch_page(Resource::Patients, &ListQuery::new(), &Cursor::Start)
+            .await
+            .expect("page")
+    };
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        held.push(fetch(org.clone()).await);
+    }
+    assert_eq!(client.memory_free_kib(), 230 - 6 * 31);
+    // Six pages hold 186 KiB: the next read (62 KiB while it is read and
+    // parsed) does not fit in the 44 left.
+    let mut next = tokio::spawn(fetch(org.clone()));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut next)
+            .await
+            .is_err(),
+        "a seventh page was read beyond the cap"
+    );
+    held.truncate(4);
+    let page = next.await.expect("the read completes once pages land");
+    assert_eq!(page.records.len(), 450);
+    drop((held, page));
+    assert_eq!(client.memory_free_kib(), 230);
+}

@@ -22,6 +22,10 @@ pub struct ClientArgs {
     /// and an organization's own setting (`ascend-sync budget set`) wins.
     #[arg(long, env = "ASCEND_REQUESTS_PER_SECOND", default_value_t = 10)]
     requests_per_second: u32,
+    /// Most MiB of Ascend answers this process holds in memory at once
+    /// (being read, or fetched and not yet landed); a read beyond it waits.
+    #[arg(long, env = "ASCEND_MAX_MIB_IN_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u32).range(64..=65536))]
+    max_mib_in_flight: u32,
     /// Allow plain http to a loopback host (the simulator). Never production.
     #[arg(long)]
     insecure_loopback: bool,
@@ -46,6 +50,9 @@ impl ClientArgs {
         config.requests_per_second = std::num::NonZeroU32::new(self.requests_per_second)
             .context("--requests-per-second must be at least 1")?;
         config.burst = config.requests_per_second;
+        config.max_bytes_in_flight = usize::try_from(self.max_mib_in_flight)
+            .context("--max-mib-in-flight")?
+            .saturating_mul(1024 * 1024);
         if self.insecure_loopback {
             config.insecure_loopback = InsecureLoopback::allow_for_local_testing();
         }

@@ -13,7 +13,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use ascend_client::Resource;
 use ascend_sim::{
-    FaultConfig, FaultKind, MutateRequest, MutateResult, ScriptedFault, SimConfig, Size,
+    BadRecordKind, BadRecordsRequest, FaultConfig, FaultKind, MutateRequest, MutateResult,
+    RepairRequest, ScriptedFault, SimConfig, Size,
 };
 use control::Synced;
 use queue::{DbQueue, Queue, QueueSettings};
@@ -123,7 +124,12 @@ impl Fixture {
     /// the order the queue hands them out.
     fn one_job_at_a_time(&self, config: SyncConfig) -> Result<Worker> {
         let syncer = Syncer::new(self.store.store.clone(), self.archive.clone(), config);
-        self.worker_with_slots(syncer, self.queue.clone(), test_client(1000)?, 1)
+        self.worker_with_slots(
+            syncer,
+            self.queue.clone(),
+            fleet_client(&self.store.store, 1000.0)?,
+            1,
+        )
     }
 
     fn worker_with_slots(
@@ -1182,4 +1188,476 @@ async fn a_long_retry_after_gives_the_job_back_without_dead_lettering() -> Resul
         after - before
     );
     fixture.remove().await
+}
+
+// ---- quarantine (issue 12) -------------------------------------------------
+
+impl Fixture {
+    /// Serves records of `resource` bad; their true ids.
+    async fn make_bad(
+        &self,
+        resource: &str,
+        kind: BadRecordKind,
+        count: usize,
+    ) -> Result<Vec<u64>> {
+        let made = self
+            .sim
+            .bad_records(
+                0,
+                &BadRecordsRequest {
+                    resource: resource.into(),
+                    kind,
+                    count,
+                    ids: Vec::new(),
+                    seed: count as u64 + kind as u64,
+                },
+            )
+            .await?;
+        ensure!(made.ids.len() == count, "{made:?}");
+        made.ids.iter().map(|id| Ok(id.parse::<u64>()?)).collect()
+    }
+
+    /// The practice's quarantined patients.
+    async fn quarantined_patients(&self) -> Result<Vec<store::QuarantinedRecord>> {
+        Ok(self
+            .store
+            .store
+            .quarantined(PRACTICE, store::Table::Patients, None, 1000)
+            .await?)
+    }
+
+    /// Every table equals the source, patients but for `except`.
+    async fn assert_converged_except(&self, when: &str, except: &[u64]) -> Result<()> {
+        for &resource in Resource::ALL {
+            system_tests::assert_table_equals_source_except(
+                &self.sim,
+                0,
+                &self.store.store,
+                PRACTICE,
+                self.scope,
+                resource,
+                if resource == Resource::Patients {
+                    except
+                } else {
+                    &[]
+                },
+            )
+            .await
+            .with_context(|| format!("{when}: {resource}"))?;
+        }
+        Ok(())
+    }
+
+    /// The practice as `status` judges it now.
+    async fn staleness(&self) -> Result<(u64, sync_core::Staleness)> {
+        let overview = self.store.store.practice_overview().await?;
+        let p = overview
+            .iter()
+            .find(|p| p.practice_id == PRACTICE)
+            .context("the practice is in the overview")?;
+        let health = sync_core::PracticeHealth {
+            last_success: p.last_success_at,
+            created_at: p.created_at,
+            interval_minutes: p.sync_interval_minutes,
+            quarantined: p.quarantined,
+            failing_since: p.failing_since,
+        };
+        Ok((
+            p.quarantined,
+            health.staleness(time::OffsetDateTime::now_utc()),
+        ))
+    }
+}
+
+/// The records of `run` that went to quarantine, for `resource`.
+fn quarantined_in(run: &RunRecord, resource: &str) -> i64 {
+    run.resources
+        .iter()
+        .filter(|r| r.resource == resource)
+        .map(|r| r.quarantined)
+        .sum()
+}
+
+/// Each kind of bad record, in a page with good ones: the good ones land,
+/// the bad ones are quarantined whole with their reason, the watermark
+/// moves on, the run is `partial`, and the practice is stale with its
+/// quarantine count. The next cycle tries them again; nothing stalls.
+async fn bad_records_are_quarantined_and_their_pages_land(db: Db) -> Result<()> {
+    let fixture = Fixture::new(db, 22, Size::Small).await?;
+    let worker = fixture.worker(small_chunks())?;
+    fixture.initial(&worker).await?;
+    let before = fixture
+        .store
+        .store
+        .get_sync_state(PRACTICE, store::Table::Patients)
+        .await?
+        .and_then(|s| s.watermark)
+        .context("a watermark after the initial sync")?;
+    // Good changes in the same pages as the bad records.
+    let changed = fixture
+        .sim
+        .mutate(
+            0,
+            &MutateRequest {
+                resource: Some("patients".into()),
+                creates: 5,
+                updates: 10,
+                deletes: 0,
+                seed: 22,
+            },
+        )
+        .await?;
+    let non_numeric = fixture
+        .make_bad("patients", BadRecordKind::NonNumericId, 1)
+        .await?;
+    let bad_time = fixture
+        .make_bad("patients", BadRecordKind::BadLastModified, 1)
+        .await?;
+    let surrogate = fixture
+        .make_bad("patients", BadRecordKind::LoneSurrogate, 1)
+        .await?;
+    let beyond = fixture
+        .make_bad("patients", BadRecordKind::IdBeyondI64, 2)
+        .await?;
+    let bad: Vec<u64> = [&non_numeric, &bad_time, &surrogate, &beyond]
+        .into_iter()
+        .flatten()
+        .copied()
+        .collect();
+
+    let run = fixture.incremental(&worker).await?;
+    // Postgres refuses the lone surrogate in jsonb (quarantined with its
+    // reason); SQLite keeps raw as text and lands it.
+    let refused = db == Db::Postgres;
+    let expected = 4 + u64::from(refused);
+    ensure!(
+        run.status == RunState::Partial && run.error_class.as_deref() == Some("quarantined"),
+        "a run that quarantined records is not a plain success: {run:?}"
+    );
+    ensure!(
+        quarantined_in(&run, "patients") == expected as i64,
+        "history counts the quarantined records: {run:?}"
+    );
+    // The rest of the pages landed: the good changes are all there.
+    let landed: Vec<i64> = fixture
+        .store
+        .store
+        .landed_ids(PRACTICE, store::Table::Patients)
+        .await?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    for id in changed.created.iter().chain(&changed.updated) {
+        let id: i64 = id.parse()?;
+        ensure!(landed.contains(&id), "changed patient {id} did not land");
+    }
+    // The bad records are left out of the comparison: the source's truth
+    // is not what was served.
+    fixture
+        .assert_converged_except("after a cycle with bad records", &bad)
+        .await?;
+    if !refused {
+        // Landed as received, raw text and all.
+        let raw = fixture
+            .store
+            .store
+            .landed_raw(PRACTICE, store::Table::Patients, surrogate[0] as i64)
+            .await?
+            .context("the surrogate record landed on SQLite")?;
+        ensure!(raw.contains(r"\ud800"), "{raw}");
+    }
+    // Nothing was dropped: each bad record is held whole, with a reason.
+    let held = fixture.quarantined_patients().await?;
+    ensure!(held.len() as u64 == expected, "{held:?}");
+    let held_id = |id: String| held.iter().find(|q| q.id.as_deref() == Some(id.as_str()));
+    let q = held_id(format!("{}x", non_numeric[0])).context("the non-numeric id is held")?;
+    ensure!(
+        q.reason.contains("not a decimal number") && q.raw.contains('x'),
+        "{q:?}"
+    );
+    let q = held_id(bad_time[0].to_string()).context("the bad lastModified is held")?;
+    ensure!(
+        q.reason.contains("lastModified") && q.raw.contains("yesterday"),
+        "{q:?}"
+    );
+    for id in &beyond {
+        let q = held_id(id.to_string()).context("an id beyond i64 is held")?;
+        ensure!(q.reason.contains("beyond the largest id"), "{q:?}");
+    }
+    if refused {
+        let q = held_id(surrogate[0].to_string()).context("the refused row is held")?;
+        ensure!(
+            q.reason.contains("Postgres refused the record") && q.raw.contains(r"\ud800"),
+            "the database's reason: {}",
+            q.reason
+        );
+    }
+    // The watermark moved on as for a clean page.
+    let after = fixture
+        .store
+        .store
+        .get_sync_state(PRACTICE, store::Table::Patients)
+        .await?
+        .and_then(|s| s.watermark)
+        .context("a watermark")?;
+    ensure!(after > before, "the watermark stalled: {before} -> {after}");
+    // status: stale, with the count.
+    let (count, staleness) = fixture.staleness().await?;
+    ensure!(count == expected, "{count}");
+    ensure!(
+        staleness.stale
+            && staleness.reason == Some(sync_core::StaleReason::Quarantined { records: count }),
+        "{staleness:?}"
+    );
+
+    // The next cycle tries them again: still held, one more attempt each,
+    // and nothing stalls.
+    let run = fixture.incremental(&worker).await?;
+    ensure!(run.status == RunState::Partial, "{run:?}");
+    let again = fixture.quarantined_patients().await?;
+    ensure!(again.len() == held.len(), "{again:?}");
+    ensure!(
+        again.iter().all(|q| q.attempts > 1),
+        "not tried again: {again:?}"
+    );
+    fixture.remove().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_records_are_quarantined_and_their_pages_land_on_postgres() -> Result<()> {
+    bad_records_are_quarantined_and_their_pages_land(Db::Postgres).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_records_are_quarantined_and_their_pages_land_on_sqlite() -> Result<()> {
+    bad_records_are_quarantined_and_their_pages_land(Db::Sqlite).await
+}
+
+/// Patients with ids beyond 2^63-1 (and one without a numeric id) exist
+/// when the practice connects: the initial sync still finishes, the
+/// practice turns active, those records wait in quarantine, and every other
+/// record landed. (Before issue 12 the chunks holding them failed until
+/// they were dead-lettered, and the practice never became active.)
+async fn an_initial_sync_with_ids_beyond_i64_finishes(db: Db) -> Result<()> {
+    let fixture = Fixture::new(db, 24, Size::Small).await?;
+    let worker = fixture.worker(small_chunks())?;
+    let mut bad = fixture
+        .make_bad("patients", BadRecordKind::IdBeyondI64, 3)
+        .await?;
+    bad.extend(
+        fixture
+            .make_bad("patients", BadRecordKind::NonNumericId, 1)
+            .await?,
+    );
+    let synced = fixture.initial(&worker).await?;
+    ensure!(
+        synced
+            .runs
+            .iter()
+            .all(|r| !matches!(r.status, RunState::Failed | RunState::DeadLettered)),
+        "{:?}",
+        synced
+            .runs
+            .iter()
+            .map(|r| (&r.kind, r.status, &r.error_message))
+            .collect::<Vec<_>>()
+    );
+    let partial: Vec<&RunRecord> = synced
+        .runs
+        .iter()
+        .filter(|r| r.status == RunState::Partial)
+        .collect();
+    ensure!(
+        !partial.is_empty()
+            && partial
+                .iter()
+                .all(|r| r.kind == "initial_chunk"
+                    && r.error_class.as_deref() == Some("quarantined")),
+        "the chunks that met bad records are partial: {partial:?}"
+    );
+    ensure!(
+        partial
+            .iter()
+            .map(|r| quarantined_in(r, "patients"))
+            .sum::<i64>()
+            >= 4,
+        "{partial:?}"
+    );
+    let held = fixture.quarantined_patients().await?;
+    ensure!(held.len() == 4, "{held:?}");
+    fixture
+        .assert_converged_except("after the initial sync", &bad)
+        .await?;
+    let (count, staleness) = fixture.staleness().await?;
+    ensure!(count == 4 && staleness.stale, "{count} {staleness:?}");
+    fixture.remove().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_initial_sync_with_ids_beyond_i64_finishes_on_postgres() -> Result<()> {
+    an_initial_sync_with_ids_beyond_i64_finishes(Db::Postgres).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_initial_sync_with_ids_beyond_i64_finishes_on_sqlite() -> Result<()> {
+    an_initial_sync_with_ids_beyond_i64_finishes(Db::Sqlite).await
+}
+
+/// Bad records that come back valid in a later page leave the quarantine,
+/// by id. A record whose id could never be read cannot be matched that way
+/// and stays (a person discards it).
+async fn a_quarantined_record_that_comes_back_valid_leaves(db: Db) -> Result<()> {
+    let fixture = Fixture::new(db, 26, Size::Small).await?;
+    let worker = fixture.worker(small_chunks())?;
+    fixture.initial(&worker).await?;
+    let mut bad = fixture
+        .make_bad("patients", BadRecordKind::BadLastModified, 2)
+        .await?;
+    let surrogate = fixture
+        .make_bad("patients", BadRecordKind::LoneSurrogate, 1)
+        .await?;
+    let non_numeric = fixture
+        .make_bad("patients", BadRecordKind::NonNumericId, 1)
+        .await?;
+    bad.extend(&surrogate);
+    bad.extend(&non_numeric);
+    fixture.incremental(&worker).await?;
+    let held = fixture.quarantined_patients().await?;
+    let expected = if db == Db::Postgres { 4 } else { 3 };
+    ensure!(held.len() == expected, "{held:?}");
+
+    let repaired = fixture
+        .sim
+        .repair_bad_records(0, &RepairRequest::default())
+        .await?;
+    ensure!(repaired.len() == 4, "{repaired:?}");
+    let run = fixture.incremental(&worker).await?;
+    let held = fixture.quarantined_patients().await?;
+    ensure!(
+        held.len() == 1 && held[0].id == Some(format!("{}x", non_numeric[0])),
+        "only the record whose id was never readable stays: {held:?}"
+    );
+    ensure!(
+        run.status == RunState::Partial && quarantined_in(&run, "patients") >= 1,
+        "{run:?}"
+    );
+    // Every valid version landed: the tables equal the source.
+    fixture.assert_converged("after the repair").await?;
+    fixture.remove().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarantined_record_that_comes_back_valid_leaves_on_postgres() -> Result<()> {
+    a_quarantined_record_that_comes_back_valid_leaves(Db::Postgres).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarantined_record_that_comes_back_valid_leaves_on_sqlite() -> Result<()> {
+    a_quarantined_record_that_comes_back_valid_leaves(Db::Sqlite).await
+}
+
+/// Each cycle retries the quarantine's raw texts: a record an older build
+/// could not read (here: set aside by hand) lands on the next cycle and
+/// leaves the quarantine, without any change at the source, and the cycle
+/// is a plain success again.
+async fn a_fix_on_our_side_drains_the_quarantine(db: Db) -> Result<()> {
+    let fixture = Fixture::new(db, 28, Size::Small).await?;
+    let worker = fixture.worker(small_chunks())?;
+    fixture.initial(&worker).await?;
+    let snapshot = fixture.sim.snapshot(0, Resource::Patients, true).await?;
+    let entry = snapshot.get(3).context("a patient")?;
+    let mut record = entry.record.clone().context("full record")?;
+    record["lastModified"] = serde_json::json!("2999-01-01T00:00:00.000Z");
+    record["firstName"] = serde_json::json!("Fixed");
+    let raw = serde_json::to_string(&record)?;
+    let outcome = fixture
+        .store
+        .store
+        .land(
+            PRACTICE,
+            store::Table::Patients,
+            store::PageRecords {
+                bad: &[store::BadRecord {
+                    id: Some(&entry.id),
+                    raw: &raw,
+                    reason: "an older reader could not read it",
+                }],
+                ..store::PageRecords::default()
+            },
+            store::Checkpoint::None,
+        )
+        .await?;
+    ensure!(outcome.quarantined == 1);
+    ensure!(fixture.staleness().await?.1.stale);
+    let run = fixture.incremental(&worker).await?;
+    ensure!(
+        fixture.quarantined_patients().await?.is_empty(),
+        "the retry did not drain the quarantine"
+    );
+    ensure!(run.status == RunState::Succeeded, "{run:?}");
+    let landed = fixture
+        .store
+        .store
+        .landed_raw(PRACTICE, store::Table::Patients, entry.id.parse()?)
+        .await?
+        .context("landed")?;
+    ensure!(landed.contains("Fixed"), "{landed}");
+    let (count, staleness) = fixture.staleness().await?;
+    ensure!(count == 0 && !staleness.stale, "{count} {staleness:?}");
+    fixture.remove().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fix_on_our_side_drains_the_quarantine_on_postgres() -> Result<()> {
+    a_fix_on_our_side_drains_the_quarantine(Db::Postgres).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fix_on_our_side_drains_the_quarantine_on_sqlite() -> Result<()> {
+    a_fix_on_our_side_drains_the_quarantine(Db::Sqlite).await
+}
+
+/// A gateway that pretty-prints its pages (line breaks in every record):
+/// each page is archived one record a line (minified, nothing else
+/// changed) and lands; before issue 12 the archive refused such a page.
+async fn a_pretty_printed_page_is_archived_minified_and_lands(db: Db) -> Result<()> {
+    let fixture = Fixture::new(db, 30, Size::Small).await?;
+    let worker = fixture.worker(small_chunks())?;
+    let pretty = FaultConfig {
+        pretty_pages: true,
+        ..FaultConfig::default()
+    };
+    fixture.sim.set_faults(0, &pretty).await?;
+    fixture.initial(&worker).await?;
+    fixture.change(20, 20, 30).await?;
+    let run = fixture.incremental(&worker).await?;
+    ensure!(run.status == RunState::Succeeded, "{run:?}");
+    fixture
+        .assert_converged("after pretty-printed pages")
+        .await?;
+    let keys = fixture.archive.list_pages(PRACTICE).await?;
+    ensure!(!keys.is_empty(), "nothing archived");
+    let mut lines = 0;
+    for key in keys.iter().take(20) {
+        for line in fixture.archive.get_page(key).await? {
+            lines += 1;
+            ensure!(
+                line.starts_with('{') && !line.contains("\": ") && !line.contains(",\n"),
+                "not minified: {line}"
+            );
+            serde_json::from_str::<serde_json::Value>(&line)?;
+        }
+    }
+    ensure!(lines > 0, "no archived records read");
+    fixture.remove().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pretty_printed_page_is_archived_minified_and_lands_on_postgres() -> Result<()> {
+    a_pretty_printed_page_is_archived_minified_and_lands(Db::Postgres).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pretty_printed_page_is_archived_minified_and_lands_on_sqlite() -> Result<()> {
+    a_pretty_printed_page_is_archived_minified_and_lands(Db::Sqlite).await
 }

@@ -289,8 +289,11 @@ impl OrgClient {
             };
             let attempts = total;
             page.attempts = attempts;
+            // Counts only: a rejected record's text and reason are patient
+            // data.
             tracing::debug!(
                 records = page.records.len(),
+                rejected = page.rejected.len(),
                 bytes = page.bytes,
                 attempts,
                 "page"

@@ -104,6 +104,11 @@ impl<'de> Deserialize<'de> for OrganizationId {
     }
 }
 
+/// The largest record id the API contract allows: every id fits a signed
+/// 64-bit integer (`shared/reference/ascend-api.md`). A record with a
+/// larger id is a bad record, not a bad page.
+pub const MAX_ID: u64 = i64::MAX as u64;
+
 /// A record id. The API sends ids as decimal strings of varying length
 /// (`"7000000457903"`), so they are kept as numbers and ordered numerically:
 /// `"999" < "1000"`. Serialized as a decimal string, like the API does;

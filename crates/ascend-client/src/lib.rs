@@ -12,8 +12,10 @@
 //!   ([`OrgClient::fetch_page`]), pages through a resource
 //!   ([`OrgClient::keyset`], [`OrgClient::offset`]), counts
 //!   ([`OrgClient::count`]) and probes ([`OrgClient::probe`]).
-//! - [`Page`] / [`Record`]: a tolerant reading of a list answer: each record
-//!   kept as raw JSON with a typed head (id, `lastModified`).
+//! - [`Page`] / [`Record`] / [`Rejected`]: a tolerant reading of a list
+//!   answer: each record kept as raw JSON (minified) with a typed head (id,
+//!   `lastModified`); a record whose head cannot be read is rejected on its
+//!   own, with the reason, and the rest of the page is read.
 //! - [`ClientError`]: what went wrong and what an operator must do about it.
 //!
 //! # Security
@@ -53,9 +55,9 @@ pub use budget::{BudgetFuture, BudgetRefusal, LocalBudget, RequestBudget};
 pub use client::{AscendClient, OrgClient, Stats};
 pub use config::{ClientConfig, Connection, InsecureLoopback};
 pub use error::{AuthFailure, ClientError};
-pub use ids::{AscendId, OrganizationId, ParseError};
+pub use ids::{AscendId, MAX_ID, OrganizationId, ParseError};
 pub use model::{ErrorClass, Resource};
-pub use page::{Page, Record};
+pub use page::{Page, Record, Rejected};
 pub use pager::{KeysetPager, OffsetPager};
 pub use query::{Cursor, Filter, FilterValue, ListQuery, MAX_PAGE_SIZE, format_timestamp};
 

@@ -1,5 +1,13 @@
 //! One page of a list, read tolerantly: every record is kept as its raw JSON,
 //! and only a cheap typed head (id, lastModified) is parsed out of it.
+//!
+//! Validity is decided record by record: a record whose head cannot be read
+//! (no id, an id that is not a decimal number or is beyond the contract's
+//! range, an unreadable `lastModified`) is a [`Rejected`] record of the page,
+//! kept whole with the reason, and the page's other records are read as
+//! usual. Only an unreadable envelope fails the page. Every record's text is
+//! minified (the whitespace between tokens removed, nothing else changed), so
+//! a pretty-printed body yields one-line records.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -12,7 +20,7 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 
 use crate::Resource;
 use crate::error::{ClientError, shorten};
-use crate::ids::AscendId;
+use crate::ids::{AscendId, MAX_ID};
 use crate::query::Cursor;
 
 /// One record of a list: its id, its `lastModified` and the whole record as
@@ -23,8 +31,42 @@ pub struct Record {
     pub id: AscendId,
     /// The record's `lastModified`, when it has one.
     pub last_modified: Option<OffsetDateTime>,
-    /// The record exactly as sent.
+    /// The record as sent, minified: the whitespace between tokens removed,
+    /// strings, numbers and keys byte for byte as sent.
     pub raw: Box<RawValue>,
+}
+
+/// A record of a page that could not be read: kept whole, with what is
+/// wrong with it, so that the caller can set it aside and land the rest of
+/// its page.
+///
+/// Its `raw` text and `reason` may quote patient data: keep them out of
+/// logs and error messages.
+#[derive(Clone)]
+pub struct Rejected {
+    /// Its position in the page's `data` array (0-based).
+    pub index: usize,
+    /// Its id as sent, when it has one that is a string or a non-negative
+    /// integer (`"abc"`, `"99999999999999999999"`).
+    pub id: Option<String>,
+    /// Its id as a number, when it is one that fits 64 bits unsigned (even
+    /// beyond [`MAX_ID`]): where the keyset cursor may move past it.
+    pub numeric_id: Option<AscendId>,
+    /// The record as sent, minified.
+    pub raw: Box<RawValue>,
+    /// What is wrong with it, in words for an operator.
+    pub reason: String,
+}
+
+impl fmt::Debug for Rejected {
+    /// The index, id and the reason's length only: the record is patient data.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rejected")
+            .field("index", &self.index)
+            .field("id", &self.id)
+            .field("raw_len", &self.raw.get().len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// One page of a list answer.
@@ -34,8 +76,10 @@ pub struct Page {
     pub resource: Resource,
     /// The page that was asked for.
     pub cursor: Cursor,
-    /// The records, in the order the API sent them.
+    /// The records that could be read, in the order the API sent them.
     pub records: Vec<Record>,
+    /// The records that could not be read, in the order the API sent them.
+    pub rejected: Vec<Rejected>,
     /// `meta.pagination.total`: how many records match the filter, if said.
     pub total: Option<u64>,
     /// `meta.pagination.pageSize`, if said.
@@ -57,11 +101,12 @@ impl Page {
     /// Parses a list answer's body. `resource` and `cursor` only label
     /// errors and the page. `bytes` is the body's length and `attempts` 0.
     ///
-    /// Fails with [`ClientError::BadPayload`] when the body is not a JSON
-    /// object, is truncated or malformed, has no `data` array, or holds a
-    /// record that is not an object, has no id, has an id that is not a
-    /// decimal number, or has a `lastModified` that is not a timestamp.
-    /// Unknown fields and values never fail.
+    /// Fails with [`ClientError::BadPayload`] only when the envelope cannot
+    /// be read: the body is not a JSON object, is truncated or malformed, or
+    /// has no `data` array. A record that is not an object, has no id, has
+    /// an id that is not a decimal number or is beyond [`MAX_ID`], or has a
+    /// `lastModified` that is not a timestamp is [`Rejected`]; the others
+    /// are read. Unknown fields and values never fail.
     pub fn parse(resource: Resource, cursor: Cursor, body: &[u8]) -> Result<Page, ClientError> {
         let bad = |detail: String| ClientError::bad_payload(resource, &cursor, detail);
         let first = body.iter().find(|b| !b.is_ascii_whitespace());
@@ -96,14 +141,22 @@ impl Page {
             }
         };
         let mut records = Vec::with_capacity(data.len());
+        let mut rejected = Vec::new();
         for (index, raw) in data.into_iter().enumerate() {
-            let (id, last_modified) =
-                read_head(raw).map_err(|detail| bad(format!("record #{index} {detail}")))?;
-            records.push(Record {
-                id,
-                last_modified,
-                raw: raw.to_owned(),
-            });
+            match read_head(raw) {
+                Ok((id, last_modified)) => records.push(Record {
+                    id,
+                    last_modified,
+                    raw: minified(raw),
+                }),
+                Err(unread) => rejected.push(Rejected {
+                    index,
+                    id: unread.id,
+                    numeric_id: unread.numeric_id,
+                    raw: minified(raw),
+                    reason: unread.reason,
+                }),
+            }
         }
         let warnings = envelope.warnings.map(as_list).unwrap_or_default();
         let pagination = envelope.meta.and_then(|m| m.pagination);
@@ -116,6 +169,7 @@ impl Page {
             resource,
             cursor,
             records,
+            rejected,
             total,
             reported_page_size,
             warnings,
@@ -124,6 +178,93 @@ impl Page {
             attempts: 0,
             held: None,
         })
+    }
+}
+
+impl Page {
+    /// Records in the page, read or not.
+    pub fn entries(&self) -> usize {
+        self.records.len() + self.rejected.len()
+    }
+
+    /// The largest numeric id in the page, read or rejected: where keyset
+    /// paging goes on from.
+    pub fn last_id(&self) -> Option<AscendId> {
+        self.records
+            .iter()
+            .map(|r| r.id)
+            .chain(self.rejected.iter().filter_map(|r| r.numeric_id))
+            .max()
+    }
+
+    /// Every record's text (minified), read or rejected, in the order the
+    /// API sent them: what the raw archive keeps.
+    pub fn texts(&self) -> Vec<&str> {
+        let mut texts = Vec::with_capacity(self.entries());
+        let mut read = self.records.iter();
+        let mut rejected = self.rejected.iter().peekable();
+        for index in 0..self.entries() {
+            match rejected.peek() {
+                Some(r) if r.index == index => {
+                    texts.push(r.raw.get());
+                    rejected.next();
+                }
+                _ => {
+                    if let Some(record) = read.next() {
+                        texts.push(record.raw.get());
+                    }
+                }
+            }
+        }
+        // Indexes that do not interleave (never from `parse`): the rest.
+        texts.extend(rejected.map(|r| r.raw.get()));
+        texts
+    }
+}
+
+/// `raw` minified, as an owned raw value.
+fn minified(raw: &RawValue) -> Box<RawValue> {
+    match minify(raw.get()) {
+        Cow::Borrowed(_) => raw.to_owned(),
+        Cow::Owned(text) => RawValue::from_string(text).unwrap_or_else(|_| raw.to_owned()),
+    }
+}
+
+/// A valid JSON text without the whitespace between its tokens: strings
+/// (escapes included), numbers and keys are kept byte for byte, so nothing
+/// a reader sees changes. A pretty-printed record becomes one line.
+pub(crate) fn minify(text: &str) -> Cow<'_, str> {
+    let bytes = text.as_bytes();
+    let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let (mut in_string, mut escaped) = (false, false);
+    let mut out: Option<Vec<u8>> = None;
+    for (i, &b) in bytes.iter().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if is_space(b) {
+            out.get_or_insert_with(|| {
+                let mut kept = Vec::with_capacity(bytes.len());
+                kept.extend_from_slice(&bytes[..i]);
+                kept
+            });
+            continue;
+        }
+        if let Some(out) = out.as_mut() {
+            out.push(b);
+        }
+    }
+    match out {
+        // Only ASCII bytes outside strings were left out: still UTF-8.
+        Some(out) => String::from_utf8(out).map_or(Cow::Borrowed(text), Cow::Owned),
+        None => Cow::Borrowed(text),
     }
 }
 
@@ -334,36 +475,82 @@ impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
     }
 }
 
-/// Reads a record's id and `lastModified`; the error says what is wrong
-/// (it is prefixed with `record #N`).
-fn read_head(raw: &RawValue) -> Result<(AscendId, Option<OffsetDateTime>), String> {
+/// Why a record's head could not be read, with what of its id could be.
+struct Unread {
+    id: Option<String>,
+    numeric_id: Option<AscendId>,
+    reason: String,
+}
+
+/// Reads a record's id and `lastModified`; the error says what is wrong.
+fn read_head(raw: &RawValue) -> Result<(AscendId, Option<OffsetDateTime>), Unread> {
+    let unread = |id: Option<String>, numeric_id: Option<AscendId>, reason: String| Unread {
+        id,
+        numeric_id,
+        reason,
+    };
     let text = raw.get();
     if !text.starts_with('{') {
-        return Err("is not a JSON object".to_string());
+        return Err(unread(None, None, "the record is not a JSON object".into()));
     }
-    let head: Head<'_> = serde_json::from_str(text).map_err(|e| format!("cannot be read ({e})"))?;
-    let id = match head.id {
-        None => return Err("has no id".to_string()),
-        Some(Scalar::Unsigned(n)) => AscendId(n),
-        Some(Scalar::Text(s)) => AscendId::parse_digits(&s)
-            .ok_or_else(|| format!("has a non-numeric id {:?}", shorten(&s)))?,
+    let head: Head<'_> = serde_json::from_str(text)
+        .map_err(|e| unread(None, None, format!("the record cannot be read ({e})")))?;
+    let (id_text, id) = match head.id {
+        None => return Err(unread(None, None, "the record has no id".into())),
+        Some(Scalar::Unsigned(n)) => (n.to_string(), AscendId(n)),
+        Some(Scalar::Text(s)) => match AscendId::parse_digits(&s) {
+            Some(id) => (s.into_owned(), id),
+            None => {
+                let reason = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+                    format!(
+                        "its id {} is beyond the largest id the API contract allows ({MAX_ID})",
+                        shorten(&s)
+                    )
+                } else {
+                    format!("its id {:?} is not a decimal number", shorten(&s))
+                };
+                return Err(unread(Some(s.into_owned()), None, reason));
+            }
+        },
         Some(Scalar::Other(kind)) => {
-            return Err(format!("has an id that is {kind}, not a decimal number"));
+            return Err(unread(
+                None,
+                None,
+                format!("its id is {kind}, not a decimal number"),
+            ));
         }
     };
+    if id.0 > MAX_ID {
+        return Err(unread(
+            Some(id_text),
+            Some(id),
+            format!("its id {id} is beyond the largest id the API contract allows ({MAX_ID})"),
+        ));
+    }
     let last_modified = match head.last_modified {
         None => None,
-        Some(Scalar::Text(s)) => Some(parse_timestamp(&s).ok_or_else(|| {
-            format!("(id {id}) has an unreadable lastModified {:?}", shorten(&s))
-        })?),
+        Some(Scalar::Text(s)) => match parse_timestamp(&s) {
+            Some(ts) => Some(ts),
+            None => {
+                return Err(unread(
+                    Some(id_text),
+                    Some(id),
+                    format!("its lastModified {:?} is not a timestamp", shorten(&s)),
+                ));
+            }
+        },
         Some(Scalar::Unsigned(_)) => {
-            return Err(format!(
-                "(id {id}) has a lastModified that is a number, not a timestamp"
+            return Err(unread(
+                Some(id_text),
+                Some(id),
+                "its lastModified is a number, not a timestamp".into(),
             ));
         }
         Some(Scalar::Other(kind)) => {
-            return Err(format!(
-                "(id {id}) has a lastModified that is {kind}, not a timestamp"
+            return Err(unread(
+                Some(id_text),
+                Some(id),
+                format!("its lastModified is {kind}, not a timestamp"),
             ));
         }
     };
@@ -440,6 +627,7 @@ mod tests {
         }"#;
         let page = parse(body).expect("valid page");
         assert_eq!(page.records.len(), 3);
+        assert!(page.rejected.is_empty());
         assert_eq!(page.records[0].id, AscendId(1000));
         assert_eq!(
             page.records[0].last_modified,
@@ -515,40 +703,128 @@ mod tests {
         assert!(bad_detail(r#"{"data":{"id":"1"}}"#).contains("an object"));
     }
 
-    #[test]
-    fn records_without_usable_ids_are_bad_payload() {
-        let detail = bad_detail(r#"{"data":[{"id":"1"},{"name":"x"}]}"#);
-        assert!(detail.contains("record #1 has no id"), "{detail}");
-        let detail = bad_detail(r#"{"data":[{"id":null}]}"#);
-        assert!(detail.contains("record #0 has no id"), "{detail}");
-        let detail = bad_detail(r#"{"data":[{"id":"abc"}]}"#);
-        assert!(detail.contains("non-numeric id"), "{detail}");
-        let detail = bad_detail(r#"{"data":[{"id":"-4"}]}"#);
-        assert!(detail.contains("non-numeric id"), "{detail}");
-        let detail = bad_detail(r#"{"data":[{"id":-4}]}"#);
-        assert!(detail.contains("negative"), "{detail}");
-        let detail = bad_detail(r#"{"data":[{"id":1.5}]}"#);
-        assert!(detail.contains("fractional"), "{detail}");
-        let detail = bad_detail(r#"{"data":[{"id":{"x":1}}]}"#);
-        assert!(detail.contains("an object"), "{detail}");
-        let detail = bad_detail(r#"{"data":["1"]}"#);
-        assert!(
-            detail.contains("record #0 is not a JSON object"),
-            "{detail}"
-        );
-        let detail = bad_detail(r#"{"data":[{"id":"1","id":"2"}]}"#);
-        assert!(detail.contains("record #0 cannot be read"), "{detail}");
+    /// The page's one rejected record: (index, id, reason); the page read.
+    fn rejected(body: &str) -> (usize, Option<String>, Option<AscendId>, String) {
+        let page = parse(body).expect("a bad record does not fail its page");
+        assert_eq!(page.rejected.len(), 1, "{:?}", page.rejected);
+        let r = &page.rejected[0];
+        (r.index, r.id.clone(), r.numeric_id, r.reason.clone())
     }
 
     #[test]
-    fn unreadable_last_modified_is_bad_payload() {
-        let detail = bad_detail(r#"{"data":[{"id":"5","lastModified":"yesterday"}]}"#);
-        assert!(
-            detail.contains("record #0 (id 5) has an unreadable lastModified"),
-            "{detail}"
+    fn records_without_usable_ids_are_rejected_alone() {
+        let page = parse(r#"{"data":[{"id":"1"},{"name":"x"},{"id":"3"}]}"#).expect("read");
+        assert_eq!(
+            page.records.iter().map(|r| r.id.0).collect::<Vec<_>>(),
+            [1, 3]
         );
-        let detail = bad_detail(r#"{"data":[{"id":"5","lastModified":12345}]}"#);
-        assert!(detail.contains("number"), "{detail}");
+        assert_eq!(page.rejected.len(), 1);
+        assert_eq!(page.rejected[0].index, 1);
+        assert_eq!(page.rejected[0].raw.get(), r#"{"name":"x"}"#);
+        assert!(page.rejected[0].reason.contains("no id"));
+        let (_, id, _, reason) = rejected(r#"{"data":[{"id":null}]}"#);
+        assert!(id.is_none() && reason.contains("no id"), "{reason}");
+        let (_, id, numeric, reason) = rejected(r#"{"data":[{"id":"abc"}]}"#);
+        assert_eq!(id.as_deref(), Some("abc"));
+        assert_eq!(numeric, None);
+        assert!(reason.contains("not a decimal number"), "{reason}");
+        let (_, id, _, reason) = rejected(r#"{"data":[{"id":"-4"}]}"#);
+        assert_eq!(id.as_deref(), Some("-4"));
+        assert!(reason.contains("not a decimal number"), "{reason}");
+        let (_, _, _, reason) = rejected(r#"{"data":[{"id":-4}]}"#);
+        assert!(reason.contains("negative"), "{reason}");
+        let (_, _, _, reason) = rejected(r#"{"data":[{"id":1.5}]}"#);
+        assert!(reason.contains("fractional"), "{reason}");
+        let (_, _, _, reason) = rejected(r#"{"data":[{"id":{"x":1}}]}"#);
+        assert!(reason.contains("an object"), "{reason}");
+        let (_, id, _, reason) = rejected(r#"{"data":["1"]}"#);
+        assert!(
+            id.is_none() && reason.contains("not a JSON object"),
+            "{reason}"
+        );
+        let (_, _, _, reason) = rejected(r#"{"data":[{"id":"1","id":"2"}]}"#);
+        assert!(reason.contains("cannot be read"), "{reason}");
+    }
+
+    #[test]
+    fn ids_beyond_the_contract_are_rejected_with_their_number() {
+        // i64::MAX is the last id the contract allows.
+        let page = parse(r#"{"data":[{"id":"9223372036854775807"}]}"#).expect("read");
+        assert_eq!(page.records[0].id, AscendId(MAX_ID));
+        let (_, id, numeric, reason) = rejected(r#"{"data":[{"id":"9223372036854775808"}]}"#);
+        assert_eq!(id.as_deref(), Some("9223372036854775808"));
+        assert_eq!(numeric, Some(AscendId(MAX_ID + 1)));
+        assert!(reason.contains("beyond the largest id"), "{reason}");
+        let (_, id, numeric, reason) = rejected(r#"{"data":[{"id":18446744073709551615}]}"#);
+        assert_eq!(id.as_deref(), Some("18446744073709551615"));
+        assert_eq!(numeric, Some(AscendId(u64::MAX)));
+        assert!(reason.contains("beyond the largest id"), "{reason}");
+        // Beyond 64 bits: no number to page past.
+        let (_, id, numeric, reason) = rejected(r#"{"data":[{"id":"99999999999999999999"}]}"#);
+        assert_eq!(id.as_deref(), Some("99999999999999999999"));
+        assert_eq!(numeric, None);
+        assert!(reason.contains("beyond the largest id"), "{reason}");
+    }
+
+    #[test]
+    fn unreadable_last_modified_is_rejected_with_its_id() {
+        let (index, id, numeric, reason) =
+            rejected(r#"{"data":[{"id":"4"},{"id":"5","lastModified":"yesterday"},{"id":"6"}]}"#);
+        assert_eq!(index, 1);
+        assert_eq!(id.as_deref(), Some("5"));
+        assert_eq!(numeric, Some(AscendId(5)));
+        assert!(
+            reason.contains("lastModified \"yesterday\" is not a timestamp"),
+            "{reason}"
+        );
+        let (_, _, _, reason) = rejected(r#"{"data":[{"id":"5","lastModified":12345}]}"#);
+        assert!(reason.contains("number"), "{reason}");
+    }
+
+    #[test]
+    fn a_lone_surrogate_outside_the_head_does_not_stop_the_reader() {
+        // Valid JSON text that many databases refuse: the client keeps it
+        // as sent; whether it can be stored is the store's question.
+        let page = parse(r#"{"data":[{"id":"5","firstName":"A\ud800B"}]}"#).expect("read");
+        assert_eq!(page.records.len(), 1);
+        assert!(page.records[0].raw.get().contains(r"\ud800"));
+    }
+
+    #[test]
+    fn pretty_printed_records_are_minified_and_nothing_else_changes() {
+        let body = "{\n  \"data\": [\n    {\n      \"id\": \"7\",\n      \"name\": \"A  B\\n C\",\n      \"x\": [ 1, 2.50 ,\t{ \"k\" : \"\\\" }\" } ]\n    },\n    {\n      \"id\": \"x y\"\n    }\n  ],\n  \"meta\": { \"pagination\": { \"total\": 2 } }\n}\n";
+        let page = parse(body).expect("read");
+        assert_eq!(
+            page.records[0].raw.get(),
+            r#"{"id":"7","name":"A  B\n C","x":[1,2.50,{"k":"\" }"}]}"#
+        );
+        assert_eq!(page.rejected[0].raw.get(), r#"{"id":"x y"}"#);
+        assert_eq!(
+            page.texts(),
+            [page.records[0].raw.get(), page.rejected[0].raw.get()]
+        );
+        assert!(page.texts().iter().all(|t| !t.contains('\n')));
+        assert_eq!(page.total, Some(2));
+        // A compact record is borrowed as it is.
+        assert!(matches!(minify(r#"{"a":"b c"}"#), Cow::Borrowed(_)));
+        assert_eq!(minify("[ \"\\\\\" , 1 ]"), r#"["\\",1]"#);
+    }
+
+    #[test]
+    fn the_cursor_goes_past_rejected_numbers_and_texts_keep_the_order() {
+        let page = parse(
+            r#"{"data":[{"id":"abc"},{"id":"10"},{"id":"11","lastModified":"x"},{"id":"12"},{"id":"9223372036854775809"}]}"#,
+        )
+        .expect("read");
+        assert_eq!(page.entries(), 5);
+        assert_eq!(page.last_id(), Some(AscendId(MAX_ID + 2)));
+        let texts = page.texts();
+        assert_eq!(texts.len(), 5);
+        assert!(
+            texts[0].contains("abc") && texts[2].contains("\"11\"") && texts[3].contains("\"12\"")
+        );
+        let only_bad = parse(r#"{"data":[{"id":"abc"}]}"#).expect("read");
+        assert_eq!(only_bad.last_id(), None);
     }
 
     #[test]

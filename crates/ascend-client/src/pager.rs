@@ -17,7 +17,7 @@ fn is_full(page: &Page, asked: u32) -> bool {
         .reported_page_size
         .filter(|&n| n > 0)
         .map_or(asked, |n| n.min(asked));
-    page.records.len() >= served as usize
+    page.entries() >= served as usize
 }
 
 /// Keyset paging (`lastId=`): ascending ids, robust to changes while paging.
@@ -32,6 +32,13 @@ fn is_full(page: &Page, asked: u32) -> bool {
 /// unchanged, so calling `next_page` again retries the same page; to resume
 /// later, keep [`KeysetPager::after_id`] and pass it to
 /// [`OrgClient::keyset`].
+///
+/// Rejected records count as delivered, and the cursor moves past the
+/// largest id of the page, read or rejected ([`Page::last_id`]), so a bad
+/// record never holds the paging back. A page whose records all lack a
+/// numeric id cannot move the cursor: if it is short, nothing follows it
+/// and the paging ends; if it is full, the paging cannot go on and the page
+/// is [`ClientError::BadPayload`].
 #[derive(Debug)]
 pub struct KeysetPager {
     client: OrgClient,
@@ -78,15 +85,28 @@ impl KeysetPager {
             .await?;
         check_ascending(&page, self.after)?;
         let asked = effective_page_size(&self.query, self.client.config().page_size);
-        if let Some(last) = page.records.last() {
-            self.after = Some(last.id);
+        let full = is_full(&page, asked);
+        let moved = page.last_id();
+        if moved.is_none() && page.entries() > 0 && full {
+            return Err(ClientError::bad_payload(
+                page.resource,
+                &page.cursor,
+                format!(
+                    "a full page of {} records without one readable id: keyset paging cannot \
+                     move past them",
+                    page.entries()
+                ),
+            ));
+        }
+        if moved.is_some() {
+            self.after = moved;
         }
         if self.seen == 0 && self.total.is_none() {
             self.total = page.total;
         }
-        self.seen += page.records.len() as u64;
+        self.seen += page.entries() as u64;
         let confirmed_end = self.total.is_some_and(|total| self.seen >= total);
-        if page.records.is_empty() || (!is_full(&page, asked) && confirmed_end) {
+        if page.entries() == 0 || (!full && (confirmed_end || moved.is_none())) {
             self.done = true;
         }
         Ok(Some(page))
@@ -109,25 +129,42 @@ impl KeysetPager {
     }
 }
 
-/// Checks that a keyset page's ids are strictly ascending and after the
-/// cursor.
+/// Checks that a keyset page's numeric ids (of its records read and
+/// rejected, in the order sent) are strictly ascending and after the cursor.
 fn check_ascending(page: &Page, after: Option<AscendId>) -> Result<(), ClientError> {
+    let mut ids: Vec<(usize, AscendId)> = Vec::with_capacity(page.entries());
+    let mut read = page.records.iter();
+    let mut rejected = page.rejected.iter().peekable();
+    for index in 0..page.entries() {
+        match rejected.peek() {
+            Some(r) if r.index == index => {
+                if let Some(id) = r.numeric_id {
+                    ids.push((index, id));
+                }
+                rejected.next();
+            }
+            _ => {
+                if let Some(record) = read.next() {
+                    ids.push((index, record.id));
+                }
+            }
+        }
+    }
     let mut previous = after;
-    for (index, record) in page.records.iter().enumerate() {
+    for (index, id) in ids {
         if let Some(previous) = previous
-            && record.id <= previous
+            && id <= previous
         {
             return Err(ClientError::bad_payload(
                 page.resource,
                 &page.cursor,
                 format!(
-                    "record #{index} has id {} after id {previous}: \
-                     keyset paging needs strictly ascending ids",
-                    record.id
+                    "record #{index} has id {id} after id {previous}: \
+                     keyset paging needs strictly ascending ids"
                 ),
             ));
         }
-        previous = Some(record.id);
+        previous = Some(id);
     }
     Ok(())
 }
@@ -167,7 +204,7 @@ impl OffsetPager {
             .fetch_page(self.resource, &self.query, &cursor)
             .await?;
         let asked = effective_page_size(&self.query, self.client.config().page_size);
-        if !is_full(&page, asked) || page.records.is_empty() || self.next == u32::MAX {
+        if !is_full(&page, asked) || page.entries() == 0 || self.next == u32::MAX {
             self.done = true;
         } else {
             self.next += 1;

@@ -878,6 +878,97 @@ async fn keyset_paging_refuses_ids_that_do_not_ascend() {
     assert_eq!(error.class().as_str(), "bad_payload");
 }
 
+/// Records 1..=count; the ids in `bad` are served with an unreadable
+/// `lastModified` (id 3 read as `"3x"` when `non_numeric` holds it).
+fn bad_records_handler(
+    count: u64,
+    bad: &'static [u64],
+    non_numeric: &'static [u64],
+) -> impl Fn(&Req, usize) -> Reply + Send + Sync + 'static {
+    move |req, _| {
+        let size: u64 = req
+            .query("pageSize")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(500);
+        let after: u64 = req
+            .query("lastId")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let records: Vec<String> = (after + 1..=count)
+            .take(size as usize)
+            .map(|id| {
+                if non_numeric.contains(&id) {
+                    format!(r#"{{"id":"{id}x","lastModified":"2026-11-20T00:00:00.000Z"}}"#)
+                } else if bad.contains(&id) {
+                    format!(r#"{{"id":"{id}","lastModified":"soon"}}"#)
+                } else {
+                    format!(r#"{{"id":"{id}","lastModified":"2026-11-20T00:00:00.000Z"}}"#)
+                }
+            })
+            .collect();
+        Reply::json(
+            200,
+            format!(
+                r#"{{"data":[{}],"meta":{{"pagination":{{"total":{count}}}}}}}"#,
+                records.join(",")
+            ),
+        )
+    }
+}
+
+#[tokio::test]
+async fn a_bad_record_ends_no_page_and_the_cursor_moves_past_it() {
+    // 3 and 6 end their pages; 3 has no number at all.
+    let stub = stub_with(bad_records_handler(7, &[6], &[3])).await;
+    let org = org_for(&stub).await;
+    let mut pager = org.keyset(Resource::Patients, ListQuery::new().with_page_size(3), None);
+    let (mut read, mut rejected) = (Vec::new(), Vec::new());
+    while let Some(page) = pager.next_page().await.expect("no page fails") {
+        read.extend(page.records.iter().map(|r| r.id.0));
+        rejected.extend(page.rejected.iter().filter_map(|r| r.id.clone()));
+    }
+    assert_eq!(read, [1, 2, 4, 5, 7]);
+    // 3x is served twice (see below); the caller's quarantine keeps one.
+    assert_eq!(rejected, ["3x", "3x", "6"]);
+    let targets: Vec<String> = stub.api_requests().into_iter().map(|r| r.target).collect();
+    // Page 1 ends on an id without a number: the next page starts after
+    // the last readable one and serves the bad record once more.
+    assert_eq!(
+        targets,
+        [
+            "/api/v1/patients?pageSize=3",
+            "/api/v1/patients?pageSize=3&lastId=2",
+            "/api/v1/patients?pageSize=3&lastId=5",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_page_of_nothing_but_unreadable_ids_ends_or_fails_but_never_loops() {
+    // The last record has no number: a short page that cannot move the
+    // cursor ends the paging.
+    let stub = stub_with(bad_records_handler(3, &[], &[3])).await;
+    let org = org_for(&stub).await;
+    let mut pager = org.keyset(Resource::Patients, ListQuery::new().with_page_size(2), None);
+    let mut pages = 0;
+    while let Some(page) = pager.next_page().await.expect("page") {
+        pages += 1;
+        assert!(pages < 5, "the pager loops on a bad record");
+        let _ = page;
+    }
+    assert_eq!(stub.api_requests().len(), 2);
+    // A full page of such records cannot be paged past: bad payload.
+    let stub = stub_with(bad_records_handler(4, &[], &[3, 4])).await;
+    let org = org_for(&stub).await;
+    let mut pager = org.keyset(
+        Resource::Patients,
+        ListQuery::new().with_page_size(2),
+        Some(AscendId(2)),
+    );
+    let error = pager.next_page().await.expect_err("cannot move");
+    assert_eq!(error.class().as_str(), "bad_payload");
+}
+
 #[tokio::test]
 async fn offset_paging_counts_pages_from_one() {
     let stub = stub_with(paged_stub_handler(5)).await;

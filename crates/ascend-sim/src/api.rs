@@ -401,7 +401,7 @@ fn run(sim: &Sim, org_idx: usize, route: Route, query: &str, body: &[u8], path: 
                 return not_found(path);
             };
             let mut buf = b"{\"data\":".to_vec();
-            if let Err(e) = view.write(&mut buf, rec, &fields) {
+            if let Err(e) = view.write_served(&mut buf, rec, &fields) {
                 return Reply::error(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "INTERNAL_ERROR",
@@ -541,10 +541,15 @@ fn list(org: &crate::state::Org, res: Resource, query: &str) -> Reply {
         Ok(q) => q,
         Err(m) => return bad_request(&m),
     };
-    q.serve_cap = lock(&org.faults).config.page_cap;
+    let pretty = {
+        let faults = lock(&org.faults);
+        q.serve_cap = faults.config.page_cap;
+        faults.config.pretty_pages
+    };
     let data = read(&org.data);
     let view = View::new(&org.world, &data, res);
     match list_page(&view, &q, &org.totals) {
+        Ok(body) if pretty => Reply::json(StatusCode::OK, crate::bad::pretty(&body)),
         Ok(body) => Reply::json(StatusCode::OK, body),
         Err(e) => Reply::error(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -60,6 +60,83 @@ pub struct SnapshotEntry {
     pub record: Option<serde_json::Value>,
 }
 
+/// How a record is served bad, `POST /_sim/orgs/{org_id}/bad-records`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum BadRecordKind {
+    /// New records whose ids are beyond 2^63-1 (still below 2^64), served in
+    /// id order after every other record, like any record created later.
+    IdBeyondI64,
+    /// An existing record served with an id that is not a number: its id
+    /// with an `x` after it (`"7000000000123x"`).
+    NonNumericId,
+    /// An existing record served with `lastModified` `"yesterday"`.
+    BadLastModified,
+    /// An existing record served with a lone surrogate escape (`\ud800`) in
+    /// a string field (`firstName`, else `name`, else a new `note`): valid
+    /// JSON text that many databases refuse.
+    LoneSurrogate,
+}
+
+/// `POST /_sim/orgs/{org_id}/bad-records`: serve records of a resource bad.
+/// Every kind but `id_beyond_i64` corrupts existing records as served only
+/// (the snapshot still shows them whole): each keeps its place in id order,
+/// and its `lastModified` moves to now, as an edit would, so an incremental
+/// sync fetches it. `id_beyond_i64` creates `count` new records.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct BadRecordsRequest {
+    /// A resource path name (`patients`, ...).
+    pub resource: String,
+    pub kind: BadRecordKind,
+    /// How many records (ignored when `ids` are given).
+    #[serde(default = "one_usize")]
+    pub count: usize,
+    /// The existing records to corrupt (decimal ids); empty: `count`
+    /// records picked deterministically from `seed`.
+    #[serde(default)]
+    pub ids: Vec<String>,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn one_usize() -> usize {
+    1
+}
+
+/// The answer to a bad-records request.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct BadRecordsResult {
+    /// The records' true ids (decimal), as the snapshot lists them.
+    pub ids: Vec<String>,
+    /// The ids as served (`non_numeric_id`: with the `x`).
+    pub served_ids: Vec<String>,
+    /// The `lastModified` they got.
+    pub last_modified: Option<String>,
+}
+
+/// `POST /_sim/orgs/{org_id}/bad-records/repair`: serve bad records whole
+/// again, with `lastModified` now (as an edit that fixed them), so the next
+/// incremental sync fetches the valid versions. Records created beyond
+/// 2^63-1 cannot be repaired (their ids are what is wrong) and are left.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct RepairRequest {
+    /// Only this resource's; `None`: every resource's.
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// Only these records (decimal ids); empty: all of them.
+    #[serde(default)]
+    pub ids: Vec<String>,
+}
+
+/// One bad record, `GET /_sim/orgs/{org_id}/bad-records`; the answer to a
+/// repair lists those repaired.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct BadRecord {
+    pub resource: String,
+    pub id: String,
+    pub kind: BadRecordKind,
+}
+
 /// A fault the simulator can inject into an API call.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -136,6 +213,9 @@ pub struct FaultConfig {
     /// whatever `pageSize` asked, and still reports the `pageSize` asked
     /// (an adversarial cap that says nothing).
     pub page_cap: Option<u64>,
+    /// List pages are served pretty-printed: indented, a line break after
+    /// every member and element (valid JSON, the same values).
+    pub pretty_pages: bool,
     pub script: Vec<ScriptedFault>,
     pub seed: Option<u64>,
 }

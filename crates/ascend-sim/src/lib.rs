@@ -39,7 +39,10 @@
 //! | `GET /_sim/orgs` | every [`OrgInfo`] |
 //! | `POST /_sim/orgs/{org_id}/mutate` | [`MutateRequest`] → [`MutateResult`] |
 //! | `GET /_sim/orgs/{org_id}/snapshot/{resource}[?full=true]` | `[`[`SnapshotEntry`]`]` in id order |
-//! | `PUT`/`GET /_sim/orgs/{org_id}/faults` | [`FaultConfig`] |
+//! | `PUT`/`GET /_sim/orgs/{org_id}/faults` | [`FaultConfig`] (`pretty_pages`: list pages pretty-printed) |
+//! | `POST /_sim/orgs/{org_id}/bad-records` | [`BadRecordsRequest`] → [`BadRecordsResult`]: records served bad ([`BadRecordKind`]) |
+//! | `GET /_sim/orgs/{org_id}/bad-records` | `[`[`BadRecord`]`]` |
+//! | `POST /_sim/orgs/{org_id}/bad-records/repair` | [`RepairRequest`] → `{"repaired":[`[`BadRecord`]`],"last_modified":...}` |
 //! | `POST /_sim/orgs/{org_id}/revoke-tokens` | every token of the org is now 401 |
 //! | `GET /_sim/orgs/{org_id}/tokens` | `{"tokens": [...]}`: every access token issued to the org that the simulator still remembers (for leak tests) |
 //! | `PUT`/`GET /_sim/orgs/{org_id}/rate-limit` | [`RateLimit`] |
@@ -71,6 +74,7 @@ use tokio::task::JoinHandle;
 
 mod api;
 mod auth;
+mod bad;
 mod clock;
 mod control;
 mod faults;
@@ -89,7 +93,8 @@ mod world;
 mod writes;
 
 pub use control::{
-    Counters, FaultConfig, FaultKind, MutateRequest, MutateResult, RateLimit, RequestLogEntry,
+    BadRecord, BadRecordKind, BadRecordsRequest, BadRecordsResult, Counters, FaultConfig,
+    FaultKind, MutateRequest, MutateResult, RateLimit, RepairRequest, RequestLogEntry,
     ResourceChanges, ScriptedFault, SnapshotEntry, TokenTtl,
 };
 

@@ -15,7 +15,10 @@ use tokio::sync::watch;
 
 use crate::api::{API_PREFIX, TOKEN_PATH, api, token};
 use crate::auth::{TokenStore, base62};
-use crate::control::{Counters, FaultConfig, MutateRequest, RateLimit, RequestLogEntry, TokenTtl};
+use crate::control::{
+    BadRecordsRequest, Counters, FaultConfig, MutateRequest, RateLimit, RepairRequest,
+    RequestLogEntry, TokenTtl,
+};
 use crate::faults::Bucket;
 use crate::hash::hash3;
 use crate::resource::Resource;
@@ -93,6 +96,14 @@ pub(crate) fn router(sim: Arc<Sim>) -> Router {
             get(snapshot_handler),
         )
         .route("/_sim/orgs/{org}/faults", put(set_faults).get(get_faults))
+        .route(
+            "/_sim/orgs/{org}/bad-records",
+            post(make_bad_records).get(list_bad_records),
+        )
+        .route(
+            "/_sim/orgs/{org}/bad-records/repair",
+            post(repair_bad_records),
+        )
         .route("/_sim/orgs/{org}/revoke-tokens", post(revoke_tokens))
         .route("/_sim/orgs/{org}/tokens", get(issued_tokens))
         .route(
@@ -169,6 +180,59 @@ async fn mutate(State(sim): State<Arc<Sim>>, Path(org): Path<String>, body: Byte
         Ok(Ok(result)) => axum::Json(result).into_response(),
         Ok(Err(message)) => control_error(StatusCode::BAD_REQUEST, &message),
         Err(e) => control_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+async fn make_bad_records(
+    State(sim): State<Arc<Sim>>,
+    Path(org): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(o) = sim.org(&org) else {
+        return unknown_org(&org);
+    };
+    let req: BadRecordsRequest = match parse_body(&body) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    let mut data = write(&o.data);
+    match crate::bad::make_bad(&o.world, &mut data, &req) {
+        Ok(result) => axum::Json(result).into_response(),
+        Err(message) => control_error(StatusCode::BAD_REQUEST, &message),
+    }
+}
+
+async fn list_bad_records(State(sim): State<Arc<Sim>>, Path(org): Path<String>) -> Response {
+    let Some(o) = sim.org(&org) else {
+        return unknown_org(&org);
+    };
+    let data = read(&o.data);
+    axum::Json(crate::bad::list(&data)).into_response()
+}
+
+async fn repair_bad_records(
+    State(sim): State<Arc<Sim>>,
+    Path(org): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(o) = sim.org(&org) else {
+        return unknown_org(&org);
+    };
+    let req: RepairRequest = if body.is_empty() {
+        RepairRequest::default()
+    } else {
+        match parse_body(&body) {
+            Ok(r) => r,
+            Err(r) => return *r,
+        }
+    };
+    let mut data = write(&o.data);
+    match crate::bad::repair(&o.world, &mut data, &req) {
+        Ok((repaired, last_modified)) => {
+            axum::Json(json!({"repaired": repaired, "last_modified": last_modified}))
+                .into_response()
+        }
+        Err(message) => control_error(StatusCode::BAD_REQUEST, &message),
     }
 }
 

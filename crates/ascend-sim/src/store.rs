@@ -25,7 +25,9 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
+use crate::bad;
 use crate::clock::Ts;
+use crate::control::BadRecordKind;
 use crate::filter::{Clause, Op};
 use crate::records::generate;
 use crate::resource::{RESOURCE_COUNT, Resource};
@@ -63,6 +65,8 @@ pub(crate) struct ResourceData {
     pub(crate) deleted: BTreeSet<u64>,
     pub(crate) updated: HashMap<u64, Stored>,
     pub(crate) created: BTreeMap<u64, Stored>,
+    /// Records served bad (the control API's bad-records), by id.
+    pub(crate) bad: BTreeMap<u64, BadRecordKind>,
     /// The next id a created record gets.
     pub(crate) next_id: u64,
     /// Bumped on every change; keys the totals cache.
@@ -359,6 +363,43 @@ impl<'a> View<'a> {
         }
     }
 
+    /// Serialises the record as the API serves it onto `buf`: as
+    /// [`View::write`], but a record made bad is served bad.
+    pub(crate) fn write_served(
+        &self,
+        buf: &mut Vec<u8>,
+        rec: Rec<'_>,
+        fields: &Fields,
+    ) -> serde_json::Result<()> {
+        if self.data.bad.is_empty() {
+            return self.write(buf, rec, fields);
+        }
+        let id = self.id_of(rec);
+        let kind = match self.data.bad.get(&id) {
+            None | Some(BadRecordKind::IdBeyondI64) => return self.write(buf, rec, fields),
+            Some(kind) => *kind,
+        };
+        if *fields == Fields::IdOnly {
+            buf.extend_from_slice(bad::id_only(id, Some(kind)).as_bytes());
+            return Ok(());
+        }
+        let mut value = self.to_value(rec);
+        bad::corrupt(&mut value, id, kind);
+        if let Fields::Only(list) = fields {
+            let mut out = serde_json::Map::new();
+            for f in list {
+                if let Some(v) = value.get(f.as_str()) {
+                    out.insert(f.clone(), v.clone());
+                }
+            }
+            value = Value::Object(out);
+        }
+        let start = buf.len();
+        serde_json::to_writer(&mut *buf, &value)?;
+        bad::finish(buf, start);
+        Ok(())
+    }
+
     fn matches(&self, rec: Rec<'_>, plan: &Plan) -> bool {
         match rec {
             Rec::Stored(s) => plan.rest.iter().all(|p| p.clause.matches_value(&s.value)),
@@ -575,7 +616,7 @@ pub(crate) fn list_page(
             if n > 0 {
                 buf.push(b',');
             }
-            if let Err(e) = view.write(&mut buf, rec, &q.fields) {
+            if let Err(e) = view.write_served(&mut buf, rec, &q.fields) {
                 result = Err(e);
                 return false;
             }

@@ -98,8 +98,8 @@ pub async fn replay(args: ReplayArgs) -> Result<()> {
         .await
         .with_context(|| format!("replaying practice {}", args.practice))?;
     println!(
-        "replayed {} pages, {} records, {} rows written for practice {}",
-        report.pages, report.records, report.written, args.practice
+        "replayed {} pages, {} records, {} rows written, {} set aside in quarantine for practice {}",
+        report.pages, report.records, report.written, report.quarantined, args.practice
     );
     Ok(())
 }

@@ -1,6 +1,7 @@
-//! `ascend-sync history` (the sync history: one line per attempt) and
-//! `ascend-sync status` (every practice: schedule, freshness, claim).
-//! Both read the store only; neither needs the API or credentials.
+//! `ascend-sync history` (the sync history: one line per attempt, with the
+//! records each set aside in quarantine) and `ascend-sync status` (every
+//! practice: schedule, freshness, claim, records in quarantine). Both read
+//! the store only; neither needs the API or credentials.
 
 use std::io::Write;
 
@@ -8,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::json;
 use store::{HistoryQuery, PracticeOverview, PracticeStatus, RunRecord, Store};
-use sync_core::staleness::{Staleness, staleness};
+use sync_core::staleness::{PracticeHealth, Staleness};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
@@ -262,6 +263,16 @@ pub(crate) fn or_dash(value: Option<String>) -> String {
     value.unwrap_or_else(|| "-".to_owned())
 }
 
+/// A count, or `-` for none.
+fn count_or_dash(n: impl Into<i128>) -> String {
+    let n = n.into();
+    if n == 0 {
+        "-".to_owned()
+    } else {
+        n.to_string()
+    }
+}
+
 fn history_table(runs: &[RunRecord]) -> String {
     let rows: Vec<Vec<String>> = runs
         .iter()
@@ -292,6 +303,7 @@ fn history_table(runs: &[RunRecord]) -> String {
                         or_dash(w.map(|n| n.to_string()))
                     ),
                 },
+                count_or_dash(r.quarantined()),
                 or_dash(r.api_calls.map(|n| n.to_string())),
                 error,
             ]
@@ -307,6 +319,7 @@ fn history_table(runs: &[RunRecord]) -> String {
             "TOOK",
             "STATUS",
             "FETCHED/WRITTEN",
+            "QUARANTINED",
             "API CALLS",
             "ERROR",
         ],
@@ -329,6 +342,7 @@ fn run_json(r: &RunRecord) -> serde_json::Value {
         "status": r.status.as_str(),
         "fetched": r.fetched,
         "written": r.written,
+        "quarantined": r.quarantined(),
         "api_calls": r.api_calls,
         "bytes": r.bytes,
         "error_class": r.error_class,
@@ -337,6 +351,7 @@ fn run_json(r: &RunRecord) -> serde_json::Value {
             "resource": c.resource,
             "fetched": c.fetched,
             "written": c.written,
+            "quarantined": c.quarantined,
             "error_class": c.error_class,
             "error": c.error,
         })).collect::<Vec<_>>(),
@@ -349,13 +364,25 @@ fn expected_fresh(status: PracticeStatus) -> bool {
     !matches!(status, PracticeStatus::Paused | PracticeStatus::Removed)
 }
 
+/// The staleness rule (`sync_core::staleness`): no recent success, or data
+/// missing (records in quarantine, a resource failing past the limit).
 fn practice_staleness(p: &PracticeOverview, now: OffsetDateTime) -> Staleness {
-    staleness(
-        p.last_success_at,
-        p.created_at,
-        p.sync_interval_minutes,
-        now,
-    )
+    PracticeHealth {
+        last_success: p.last_success_at,
+        created_at: p.created_at,
+        interval_minutes: p.sync_interval_minutes,
+        quarantined: p.quarantined,
+        failing_since: p.failing_since,
+    }
+    .staleness(now)
+}
+
+/// Why a practice that should be fresh is stale, in words.
+fn stale_reason(p: &PracticeOverview, fresh: &Staleness) -> Option<String> {
+    match fresh.reason {
+        Some(reason) if fresh.stale && expected_fresh(p.status) => Some(reason.to_string()),
+        _ => None,
+    }
 }
 
 /// `now`, `in 4m00s`, `overdue 2m10s`.
@@ -402,6 +429,12 @@ fn status_table(practices: &[PracticeOverview], now: OffsetDateTime) -> String {
             } else {
                 "-".to_owned()
             };
+            // Data missing is news even when the time rule is content.
+            let detail = match (status_detail(p), stale_reason(p, &fresh)) {
+                (Some(detail), Some(why)) => Some(format!("stale: {why}; {detail}")),
+                (None, Some(why)) => Some(format!("stale: {why}")),
+                (detail, None) => detail,
+            };
             vec![
                 p.practice_id.clone(),
                 p.status.to_string(),
@@ -413,7 +446,8 @@ fn status_table(practices: &[PracticeOverview], now: OffsetDateTime) -> String {
                 due,
                 or_dash(live_claim(p, now).map(str::to_owned)),
                 or_dash(last_run),
-                or_dash(status_detail(p)),
+                count_or_dash(p.quarantined),
+                or_dash(detail),
             ]
         })
         .collect();
@@ -428,6 +462,7 @@ fn status_table(practices: &[PracticeOverview], now: OffsetDateTime) -> String {
             "NEXT DUE",
             "IN FLIGHT",
             "LAST RUN",
+            "QUARANTINED",
             "DETAIL",
         ],
         &rows,
@@ -463,6 +498,9 @@ fn overview_json(p: &PracticeOverview, now: OffsetDateTime) -> serde_json::Value
         "last_success_at": p.last_success_at.and_then(rfc3339),
         "age_seconds": fresh.age.map(|a| a.whole_seconds()),
         "stale": fresh.stale && expected_fresh(p.status),
+        "stale_reason": stale_reason(p, &fresh),
+        "quarantined": p.quarantined,
+        "failing_since": p.failing_since.and_then(rfc3339),
         "next_sync_at": p.next_sync_at.and_then(rfc3339),
         "inflight_job_id": live_claim(p, now),
         "inflight_until": p.inflight_until.and_then(rfc3339),
@@ -587,6 +625,8 @@ mod tests {
             inflight_job_id: None,
             inflight_until: None,
             last_run: None,
+            quarantined: 0,
+            failing_since: None,
         }
     }
 
@@ -661,6 +701,86 @@ mod tests {
             !expired.contains("old-job"),
             "an expired claim is not in flight: {expired}"
         );
+    }
+
+    #[test]
+    fn status_reports_a_practice_missing_data_stale_though_its_syncs_succeed() {
+        let recent = Some(NOW - Duration::minutes(5));
+        let mut quarantined = overview("quarantined", PracticeStatus::Active, recent);
+        quarantined.quarantined = 3;
+        quarantined.last_run = Some(RunSummary {
+            run_id: "r".to_owned(),
+            status: RunState::Partial,
+            started_at: NOW - Duration::minutes(6),
+            ended_at: Some(NOW - Duration::minutes(5)),
+            error_class: Some("quarantined".to_owned()),
+        });
+        let mut failing = overview("failing", PracticeStatus::Active, recent);
+        failing.failing_since = Some(NOW - Duration::hours(1));
+        let mut briefly = overview("briefly", PracticeStatus::Active, recent);
+        briefly.failing_since = Some(NOW - Duration::minutes(10));
+        let clean = overview("clean", PracticeStatus::Active, recent);
+        let mut paused = overview("paused", PracticeStatus::Paused, recent);
+        paused.quarantined = 1;
+        let practices = [quarantined, failing, briefly, clean, paused];
+        let text = status_table(&practices, NOW);
+
+        let line = line_of(&text, "quarantined");
+        assert!(line.contains("STALE"), "{line}");
+        assert!(line.contains("stale: 3 record(s) in quarantine"), "{line}");
+        assert!(line.contains("partial 6m00s ago (quarantined)"), "{line}");
+        let line = line_of(&text, "failing");
+        assert!(line.contains("STALE"), "{line}");
+        assert!(line.contains("a resource has failed since"), "{line}");
+        assert!(!line_of(&text, "briefly").contains("STALE"));
+        assert!(!line_of(&text, "clean").contains("STALE"));
+        assert!(!line_of(&text, "paused").contains("STALE"));
+        assert!(
+            text.lines()
+                .next()
+                .is_some_and(|h| h.contains("QUARANTINED"))
+        );
+
+        let json = overview_json(&practices[0], NOW);
+        assert_eq!(json["stale"], true);
+        assert_eq!(json["quarantined"], 3);
+        assert_eq!(json["stale_reason"], "3 record(s) in quarantine");
+        let json = overview_json(&practices[3], NOW);
+        assert_eq!(json["stale"], false);
+        assert_eq!(json["quarantined"], 0);
+        assert!(json["stale_reason"].is_null());
+    }
+
+    #[test]
+    fn history_shows_the_records_a_run_quarantined() {
+        let mut partial = run(RunState::Partial, Some("2 record(s) could not be read"));
+        partial.resources = vec![
+            store::ResourceCounts {
+                resource: "patients".to_owned(),
+                fetched: 100,
+                written: 98,
+                quarantined: 2,
+                error_class: None,
+                error: None,
+            },
+            store::ResourceCounts {
+                resource: "visits".to_owned(),
+                fetched: 20,
+                written: 20,
+                quarantined: 0,
+                error_class: None,
+                error: None,
+            },
+        ];
+        let text = history_table(&[partial.clone(), run(RunState::Succeeded, None)]);
+        let lines: Vec<&str> = text.lines().collect();
+        let header = lines[0];
+        let at = header.find("QUARANTINED").expect("a column");
+        assert_eq!(lines[1].get(at..at + 1), Some("2"), "{text}");
+        assert_eq!(lines[2].get(at..at + 1), Some("-"), "{text}");
+        let json = run_json(&partial);
+        assert_eq!(json["quarantined"], 2);
+        assert_eq!(json["resources"][0]["quarantined"], 2);
     }
 
     fn run(status: RunState, message: Option<&str>) -> RunRecord {

@@ -51,7 +51,11 @@ pub struct PullArgs {
 #[derive(Debug, Clone, Serialize)]
 pub struct ResourceReport {
     pub resource: Resource,
+    /// Records delivered, read or not.
     pub records: u64,
+    /// Of those, records the client could not read (no usable id or
+    /// `lastModified`); the sync sets such records aside in quarantine.
+    pub unreadable: u64,
     pub pages: u64,
     /// `meta.pagination.total` of the first page.
     pub total_reported: Option<u64>,
@@ -133,6 +137,7 @@ pub async fn pull_organization(
             let mut report = ResourceReport {
                 resource,
                 records: 0,
+                unreadable: 0,
                 pages: 0,
                 total_reported: None,
                 bytes: 0,
@@ -146,7 +151,8 @@ pub async fn pull_organization(
                             report.total_reported = page.total;
                         }
                         report.pages += 1;
-                        report.records += page.records.len() as u64;
+                        report.records += page.entries() as u64;
+                        report.unreadable += page.rejected.len() as u64;
                         report.bytes += page.bytes as u64;
                         progress(resource, &report);
                     }
@@ -182,7 +188,11 @@ fn print_summary(organization_id: &str, reports: &[ResourceReport], elapsed: Dur
             .total_reported
             .map(|t| t.to_string())
             .unwrap_or_else(|| "-".into());
-        let status = r.error.as_deref().unwrap_or("ok");
+        let status = match (&r.error, r.unreadable) {
+            (Some(error), _) => error.clone(),
+            (None, 0) => "ok".to_owned(),
+            (None, n) => format!("ok, {n} unreadable"),
+        };
         println!(
             "{:<26} {:>10} {:>10} {:>8}  {status}",
             r.resource.to_string(),

@@ -137,6 +137,9 @@ text_enum!(
         Skipped => "skipped",
         /// The job message itself was unusable: in the dead letters.
         Poison => "poison",
+        /// Records that could not be read or landed are in quarantine; the
+        /// rest of their pages landed. Tried again every cycle.
+        Quarantined => "quarantined",
     }
 );
 

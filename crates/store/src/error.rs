@@ -155,20 +155,6 @@ pub enum StoreError {
         table: Table,
     },
 
-    /// A row given to `land_page` is not a JSON object.
-    #[error(
-        "record {id} for table {table} is not a JSON object ({reason}); nothing of this page was \
-         written. The caller must hand over each record as the API sent it"
-    )]
-    InvalidRecord {
-        /// The table.
-        table: Table,
-        /// The record's id.
-        id: i64,
-        /// Why it was refused.
-        reason: String,
-    },
-
     /// The database refused a value: a CHECK, NOT NULL, UNIQUE or foreign
     /// key constraint.
     #[error(

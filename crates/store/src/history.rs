@@ -34,6 +34,10 @@ pub struct ResourceCounts {
     pub fetched: i64,
     /// Rows written.
     pub written: i64,
+    /// Records set aside in quarantine (could not be read or landed);
+    /// counted each time a record is fetched or retried and set aside.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub quarantined: i64,
     /// Its error's class (`auth`, `transient`...), if it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_class: Option<String>,
@@ -41,6 +45,10 @@ pub struct ResourceCounts {
     /// [`MAX_RESOURCE_ERROR_CHARS`] when stored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// An attempt that starts now ([`Store::start_run`]); its status is
@@ -133,6 +141,11 @@ impl RunRecord {
     pub fn duration(&self) -> Option<Duration> {
         self.ended_at.map(|end| end - self.started_at)
     }
+
+    /// Records it set aside in quarantine, all resources.
+    pub fn quarantined(&self) -> i64 {
+        self.resources.iter().map(|r| r.quarantined).sum()
+    }
 }
 
 /// Which runs [`Store::history`] returns.
@@ -188,6 +201,11 @@ pub struct PracticeOverview {
     pub inflight_until: Option<OffsetDateTime>,
     /// Its latest run, if any.
     pub last_run: Option<RunSummary>,
+    /// Its records in quarantine now (could not be read or landed).
+    pub quarantined: u64,
+    /// Since when its longest-failing resource has failed (resources not
+    /// offered to the organization do not count); `None`: none fails.
+    pub failing_since: Option<OffsetDateTime>,
 }
 
 /// `text` cut to at most `max` characters (the last one `…` when cut).
@@ -439,7 +457,10 @@ impl Store {
              p.sync_interval_minutes, p.created_at, p.last_success_at, p.next_sync_at, \
              p.inflight_job_id, p.inflight_until, r.run_id, r.status AS run_status, \
              r.started_at AS run_started_at, r.ended_at AS run_ended_at, \
-             r.error_class AS run_error_class \
+             r.error_class AS run_error_class, \
+             (SELECT COUNT(*) FROM quarantine q WHERE q.practice_id = p.practice_id) AS quarantined, \
+             (SELECT MIN(s.failing_since) FROM sync_state s WHERE s.practice_id = p.practice_id \
+             AND s.not_offered_since IS NULL) AS failing_since \
              FROM practices p LEFT JOIN sync_runs r ON r.run_id = \
              (SELECT l.run_id FROM sync_runs l WHERE l.practice_id = p.practice_id \
              ORDER BY l.started_at DESC, l.run_id DESC LIMIT 1) \
@@ -474,6 +495,8 @@ impl Store {
                         inflight_job_id: row.opt_text("inflight_job_id")?,
                         inflight_until: row.opt_time("inflight_until")?,
                         last_run,
+                        quarantined: u64::try_from(row.int("quarantined")?).unwrap_or(0),
+                        failing_since: row.opt_time("failing_since")?,
                     })
                 })
                 .collect()

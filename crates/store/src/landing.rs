@@ -15,21 +15,31 @@
 //! `raw` wins, so landing the same page twice is a no-op in content), or
 //! when the stored one is NULL. A row without `last_modified` never
 //! replaces one that has it.
+//!
+//! A bad record never fails its page (issue 12). Records handed over as bad
+//! go to the quarantine in the page's transaction. A row the database
+//! refuses (a data error, e.g. `jsonb` refusing a lone surrogate escape)
+//! makes the page land again in a second transaction, row ranges tried in
+//! savepoints and halved until each refused row is alone: each refused row
+//! is quarantined with the database's reason and the others land. The
+//! first try has no savepoint, so a clean page costs nothing extra. Every
+//! row that lands leaves the quarantine in the same transaction.
 
 use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
-use sqlx::postgres::PgConnection;
+use sqlx::postgres::{PgConnection, PgDatabaseError};
 use sqlx::sqlite::SqliteConnection;
 use time::OffsetDateTime;
 
 use crate::db_time::DbTime;
 use crate::error::{Backend, StoreError, db_error};
 use crate::extract::{Record, Value, date_text, timestamp_text, without_nul_escapes};
+use crate::quarantine::{QuarantineSql, SetAside};
 use crate::rows::RowExt;
 use crate::spec::{Kind, Table, TableSpec};
 use crate::store::{Inner, Store, in_transaction, practice_error, with_pool};
-use crate::values::{Checkpoint, ChunkStatus, LandOutcome, LandedRow};
+use crate::values::{Checkpoint, ChunkStatus, LandOutcome, LandedRow, PageRecords};
 
 /// The most variables one SQLite statement may bind (SQLite's default
 /// `SQLITE_MAX_VARIABLE_NUMBER` since 3.32; sqlx bundles a newer SQLite).
@@ -58,8 +68,9 @@ fn replaces(incoming: Option<DbTime>, stored: Option<DbTime>) -> bool {
 
 /// Deduplicates a page by id (the version the upsert rule keeps wins; on a
 /// tie, the later one), sorts it by id (a fixed lock order, so concurrent
-/// pages cannot deadlock), and extracts the typed values.
-fn prepare<'a>(table: Table, rows: &'a [LandedRow<'a>]) -> Result<Vec<Prepared<'a>>, StoreError> {
+/// pages cannot deadlock), and extracts the typed values. A row that is not
+/// a JSON object is set aside (quarantined) instead, with the reason.
+fn prepare<'a>(table: Table, rows: &'a [LandedRow<'a>]) -> (Vec<Prepared<'a>>, Vec<SetAside<'a>>) {
     let normalized: Vec<Option<DbTime>> = rows
         .iter()
         .map(|r| r.last_modified.and_then(DbTime::new))
@@ -78,25 +89,119 @@ fn prepare<'a>(table: Table, rows: &'a [LandedRow<'a>]) -> Result<Vec<Prepared<'
         }
     }
     let spec = table.spec();
-    kept.into_iter()
-        .map(|i| {
-            let row = &rows[i];
-            let raw = without_nul_escapes(row.raw);
-            let values = Record::parse(&raw)
-                .map_err(|reason| StoreError::InvalidRecord {
-                    table,
+    let mut prepared = Vec::with_capacity(kept.len());
+    let mut set_aside = Vec::new();
+    for i in kept {
+        let row = &rows[i];
+        let raw = without_nul_escapes(row.raw);
+        match Record::parse(&raw) {
+            Ok(record) => {
+                let values = record.columns(spec);
+                prepared.push(Prepared {
                     id: row.id,
-                    reason,
-                })?
-                .columns(spec);
-            Ok(Prepared {
-                id: row.id,
-                last_modified: normalized[i],
-                raw,
-                values,
-            })
-        })
-        .collect()
+                    last_modified: normalized[i],
+                    raw,
+                    values,
+                });
+            }
+            Err(reason) => set_aside.push(SetAside::new(
+                Some(Cow::Owned(row.id.to_string())),
+                Cow::Borrowed(row.raw),
+                Cow::Owned(format!("the store cannot read the record: {reason}")),
+            )),
+        }
+    }
+    (prepared, set_aside)
+}
+
+/// Whether the database refused a statement because of a value in one of
+/// its rows (a data error, e.g. `jsonb` refusing a lone surrogate escape),
+/// rather than failing as a whole: then the page is landed again row range
+/// by row range, to set the refused rows aside.
+fn refuses_a_row(error: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = error else {
+        return false;
+    };
+    if let Some(pg) = db.try_downcast_ref::<PgDatabaseError>() {
+        // Class 22: data exception.
+        return pg.code().starts_with("22");
+    }
+    // SQLite (extended codes): string or blob too big, datatype mismatch,
+    // out of range, CHECK constraint.
+    db.code()
+        .and_then(|code| code.parse::<i32>().ok())
+        .is_some_and(|code| matches!(code, 18 | 20 | 25 | 275))
+}
+
+/// The database's reason for refusing a row, for the quarantine: its
+/// message and detail (they may quote the record: patient data, stored in
+/// the quarantine only, never logged).
+fn refusal_reason(backend: Backend, error: &sqlx::Error) -> String {
+    let sqlx::Error::Database(db) = error else {
+        return format!("{backend} refused the record: {error}");
+    };
+    match db.try_downcast_ref::<PgDatabaseError>() {
+        Some(pg) => match pg.detail() {
+            Some(detail) => format!(
+                "{backend} refused the record ({}): {}: {detail}",
+                pg.code(),
+                pg.message()
+            ),
+            None => format!(
+                "{backend} refused the record ({}): {}",
+                pg.code(),
+                pg.message()
+            ),
+        },
+        None => format!("{backend} refused the record: {}", db.message()),
+    }
+}
+
+/// Upserts `rows` one range at a time, each in a savepoint: a range the
+/// database refuses is rolled back and halved, until each refused row is
+/// alone. Returns the rows written and the refused rows (index, reason), in
+/// id order.
+async fn upsert_isolating<L: Lander>(
+    conn: &mut L,
+    backend: Backend,
+    practice_id: &str,
+    table: Table,
+    rows: &[Prepared<'_>],
+    now: DbTime,
+) -> Result<(u64, Vec<(usize, String)>), sqlx::Error> {
+    let mut written = 0;
+    let mut refused = Vec::new();
+    let mut ranges = vec![(0, rows.len())];
+    while let Some((from, to)) = ranges.pop() {
+        if from >= to {
+            continue;
+        }
+        conn.savepoint("SAVEPOINT landing_range").await?;
+        match conn
+            .upsert_rows(practice_id, table, &rows[from..to], now)
+            .await
+        {
+            Ok(n) => {
+                conn.savepoint("RELEASE SAVEPOINT landing_range").await?;
+                written += n;
+            }
+            Err(error) if refuses_a_row(&error) => {
+                conn.savepoint("ROLLBACK TO SAVEPOINT landing_range")
+                    .await?;
+                conn.savepoint("RELEASE SAVEPOINT landing_range").await?;
+                if to - from == 1 {
+                    refused.push((from, refusal_reason(backend, &error)));
+                } else {
+                    let mid = from + (to - from) / 2;
+                    // The first half next: rows stay in id order.
+                    ranges.push((mid, to));
+                    ranges.push((from, mid));
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok((written, refused))
 }
 
 /// What differs between the backends on the hot path.
@@ -124,6 +229,14 @@ trait Lander {
     /// message deleted) comes after an ordinary commit (sync history),
     /// which flushes the WAL up to it. Saves a disk flush per page.
     async fn relax_durability(&mut self) -> Result<(), sqlx::Error>;
+
+    /// Runs a savepoint statement (`SAVEPOINT`, `RELEASE`, `ROLLBACK TO`).
+    async fn savepoint(&mut self, sql: &'static str) -> Result<(), sqlx::Error>;
+
+    /// Whether [`Lander::upsert_rows`] already removes the rows it writes
+    /// from the quarantine (Postgres, in the same statement); else the
+    /// landing does it with [`QuarantineSql::release`].
+    fn upsert_releases_quarantine(&self) -> bool;
 }
 
 impl Lander for PgConnection {
@@ -197,6 +310,14 @@ impl Lander for PgConnection {
             .await
             .map(|_| ())
     }
+
+    async fn savepoint(&mut self, sql: &'static str) -> Result<(), sqlx::Error> {
+        sqlx::query(sql).execute(self).await.map(|_| ())
+    }
+
+    fn upsert_releases_quarantine(&self) -> bool {
+        true
+    }
 }
 
 impl Lander for SqliteConnection {
@@ -244,6 +365,14 @@ impl Lander for SqliteConnection {
         // synchronous=NORMAL already: commits are atomic, the last few may
         // be lost on power loss.
         Ok(())
+    }
+
+    async fn savepoint(&mut self, sql: &'static str) -> Result<(), sqlx::Error> {
+        sqlx::query(sql).execute(self).await.map(|_| ())
+    }
+
+    fn upsert_releases_quarantine(&self) -> bool {
+        false
     }
 }
 
@@ -310,8 +439,13 @@ fn build_pg_upsert(spec: &TableSpec) -> String {
         "u.raw::jsonb".to_owned(),
         "$2".to_owned(),
     ]);
+    // The rows written leave the quarantine in the same statement (one
+    // round trip): a data-modifying CTE runs whether it is read or not, and
+    // a refused statement undoes it with the rest.
     format!(
-        "INSERT INTO {table} AS t ({columns}) SELECT {select} FROM UNNEST({arrays}) AS u({aliases}){conflict}",
+        "WITH released AS (DELETE FROM quarantine q WHERE q.practice_id = $1 \
+         AND q.resource = '{table}' AND q.record_key = ANY(ARRAY(SELECT i::text FROM UNNEST($3::bigint[]) AS i))) \
+         INSERT INTO {table} AS t ({columns}) SELECT {select} FROM UNNEST({arrays}) AS u({aliases}){conflict}",
         table = spec.table.as_str(),
         columns = column_list(spec),
         select = select.join(", "),
@@ -346,23 +480,34 @@ fn sqlite_upsert_sql(spec: &TableSpec, rows: usize) -> String {
     sql
 }
 
+/// Why a landing's transaction did not commit.
+enum Attempt {
+    /// The database refused a row of the page (its error): land it again
+    /// isolating rows.
+    RowRefused(sqlx::Error),
+    /// Anything else: the landing's error.
+    Failed(StoreError),
+}
+
+impl From<StoreError> for Attempt {
+    fn from(error: StoreError) -> Self {
+        Attempt::Failed(error)
+    }
+}
+
+/// How a landing's transaction upserts its rows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// All at once, no savepoint (a refused row: [`Attempt::RowRefused`]).
+    Bulk,
+    /// In savepoints, halving refused ranges (see [`upsert_isolating`]).
+    Isolating,
+}
+
 impl Store {
     /// Lands one page of records of `table` for a practice and advances
-    /// `checkpoint`, in one transaction.
-    ///
-    /// Rows are deduplicated by id, typed columns extracted (tolerantly:
-    /// a bad value is NULL), and upserted newest-wins. A `Checkpoint::Chunk`
-    /// moves the chunk's cursor forward (never back), adds the page's new
-    /// in-range ids to its `landed`, and marks it done if asked; a
-    /// `Checkpoint::Watermark` moves the table's watermark forward (never
-    /// back) and adds the page's rows to its `landed_count`.
-    ///
-    /// Errors leave nothing written: a row that is not a JSON object
-    /// ([`StoreError::InvalidRecord`]), a chunk that does not exist or
-    /// belongs elsewhere, a cursor outside the chunk's range
-    /// ([`StoreError::Constraint`]), an unregistered practice for a
-    /// watermark, or a database error.
-    #[tracing::instrument(level = "debug", skip_all, fields(practice_id = %practice_id, table = %table, rows = rows.len()))]
+    /// `checkpoint`, in one transaction: [`Store::land`] without bad
+    /// records.
     pub async fn land_page(
         &self,
         practice_id: &str,
@@ -370,21 +515,185 @@ impl Store {
         rows: &[LandedRow<'_>],
         checkpoint: Checkpoint,
     ) -> Result<LandOutcome, StoreError> {
-        let prepared = prepare(table, rows)?;
+        self.land(
+            practice_id,
+            table,
+            PageRecords {
+                rows,
+                ..PageRecords::default()
+            },
+            checkpoint,
+        )
+        .await
+    }
+
+    /// Lands one page of records of `table` for a practice, sets its bad
+    /// records aside in quarantine, and advances `checkpoint`, in one
+    /// transaction.
+    ///
+    /// Rows are deduplicated by id, typed columns extracted (tolerantly:
+    /// a bad value is NULL), and upserted newest-wins. A row that is not a
+    /// JSON object, and a row the database refuses (a data error), are
+    /// quarantined with the reason instead, as are `page.bad`; the other
+    /// rows land and the checkpoint moves exactly as for a clean page.
+    /// Every row that lands, and every `page.retried` key not set aside
+    /// again, leaves the quarantine. A `Checkpoint::Chunk` moves the
+    /// chunk's cursor forward (never back), adds the page's new in-range
+    /// ids landed to its `landed`, and marks it done if asked; a
+    /// `Checkpoint::Watermark` moves the table's watermark forward (never
+    /// back) and adds the page's rows landed to its `landed_count`.
+    ///
+    /// Errors leave nothing written: a chunk that does not exist or belongs
+    /// elsewhere, a cursor outside the chunk's range
+    /// ([`StoreError::Constraint`]), an unregistered practice, or a
+    /// database error that is not about one row.
+    #[tracing::instrument(level = "debug", skip_all, fields(practice_id = %practice_id, table = %table, rows = page.rows.len(), bad = page.bad.len()))]
+    pub async fn land(
+        &self,
+        practice_id: &str,
+        table: Table,
+        page: PageRecords<'_>,
+        checkpoint: Checkpoint,
+    ) -> Result<LandOutcome, StoreError> {
+        let (prepared, mut set_aside) = prepare(table, page.rows);
+        let unreadable = set_aside.len();
+        set_aside.extend(page.bad.iter().map(|bad| {
+            SetAside::new(
+                bad.id.map(Cow::Borrowed),
+                Cow::Borrowed(bad.raw),
+                Cow::Borrowed(bad.reason),
+            )
+        }));
+        let attempt = |mode| {
+            self.land_once(
+                practice_id,
+                table,
+                (&prepared, &set_aside, unreadable),
+                page,
+                checkpoint,
+                mode,
+            )
+        };
+        let outcome = match attempt(Mode::Bulk).await {
+            Ok(outcome) => outcome,
+            Err(Attempt::Failed(error)) => return Err(error),
+            Err(Attempt::RowRefused(_)) => {
+                tracing::debug!(
+                    "the database refused a row; landing the page again row range by row range"
+                );
+                match attempt(Mode::Isolating).await {
+                    Ok(outcome) => outcome,
+                    Err(Attempt::Failed(error)) => return Err(error),
+                    // Isolating, a refusal is set aside, never returned;
+                    // if it were, it is the landing's error.
+                    Err(Attempt::RowRefused(error)) => {
+                        return Err(db_error(
+                            self.backend(),
+                            format!("landing a page into {table}"),
+                            error,
+                        ));
+                    }
+                }
+            }
+        };
+        tracing::debug!(
+            written = outcome.written,
+            skipped_older = outcome.skipped_older,
+            quarantined = outcome.quarantined,
+            "landed a page"
+        );
+        Ok(outcome)
+    }
+
+    /// One transaction of [`Store::land`]: `prepared` rows, records to
+    /// `set_aside` (the first `unreadable` of them are rows of the page).
+    async fn land_once(
+        &self,
+        practice_id: &str,
+        table: Table,
+        (prepared, set_aside, unreadable): (&[Prepared<'_>], &[SetAside<'_>], usize),
+        page: PageRecords<'_>,
+        checkpoint: Checkpoint,
+        mode: Mode,
+    ) -> Result<LandOutcome, Attempt> {
         let backend = self.backend();
         let operation = format!("landing a page into {table}");
         let now = DbTime::now();
-        let written = in_transaction!(self, operation.as_str(), |tx| {
+        let (written, refused, quarantined) = in_transaction!(self, operation.as_str(), |tx| {
             Lander::relax_durability(&mut *tx)
                 .await
                 .map_err(|e| db_error(backend, operation.as_str(), e))?;
-            let written = if prepared.is_empty() {
-                0
+            let (written, refused) = if prepared.is_empty() {
+                (0, Vec::new())
+            } else if mode == Mode::Bulk {
+                match Lander::upsert_rows(&mut *tx, practice_id, table, prepared, now).await {
+                    Ok(written) => (written, Vec::new()),
+                    Err(error) if refuses_a_row(&error) => return Err(Attempt::RowRefused(error)),
+                    Err(error) => return Err(db_error(backend, operation.as_str(), error).into()),
+                }
             } else {
-                Lander::upsert_rows(&mut *tx, practice_id, table, &prepared, now)
+                upsert_isolating(&mut *tx, backend, practice_id, table, prepared, now)
                     .await
                     .map_err(|e| db_error(backend, operation.as_str(), e))?
             };
+            let refused_at: Vec<usize> = refused.iter().map(|(i, _)| *i).collect();
+            let landed = || {
+                prepared
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !refused_at.contains(i))
+                    .map(|(_, r)| r)
+            };
+            let landed_keys: Vec<String> = landed().map(|r| r.id.to_string()).collect();
+            // Set aside: the bad records (unless a valid version of the same
+            // record landed with them) and the refused rows.
+            let mut aside: Vec<&SetAside<'_>> = set_aside
+                .iter()
+                .filter(|s| !landed_keys.contains(&s.key))
+                .collect();
+            let refused_rows: Vec<SetAside<'_>> = refused
+                .into_iter()
+                .filter_map(|(i, reason)| {
+                    prepared.get(i).map(|row| {
+                        SetAside::new(
+                            Some(Cow::Owned(row.id.to_string())),
+                            Cow::Borrowed(row.raw.as_ref()),
+                            Cow::Owned(reason),
+                        )
+                    })
+                })
+                .collect();
+            aside.extend(refused_rows.iter());
+            let aside_keys: Vec<&str> = aside.iter().map(|s| s.key.as_str()).collect();
+            // Leaving the quarantine: the rows landed (Postgres: already, in
+            // the upsert) and the retried records not set aside again.
+            let mut release: Vec<String> = page
+                .retried
+                .iter()
+                .filter(|key| !aside_keys.contains(key))
+                .map(|key| (*key).to_owned())
+                .collect();
+            if !Lander::upsert_releases_quarantine(&*tx) {
+                release.extend(landed_keys.iter().cloned());
+            }
+            QuarantineSql::release(&mut *tx, practice_id, table, &release)
+                .await
+                .map_err(|e| {
+                    practice_error(backend, "releasing quarantined records", practice_id, e)
+                })?;
+            let owned: Vec<SetAside<'_>> = aside
+                .iter()
+                .map(|s| SetAside {
+                    key: s.key.clone(),
+                    id: s.id.clone(),
+                    raw: s.raw.clone(),
+                    reason: s.reason.clone(),
+                })
+                .collect();
+            QuarantineSql::set_aside(&mut *tx, practice_id, table, &owned, now)
+                .await
+                .map_err(|e| practice_error(backend, "quarantining records", practice_id, e))?;
+            let landed_count = landed_keys.len();
             match checkpoint {
                 Checkpoint::None => {}
                 Checkpoint::Chunk {
@@ -410,7 +719,8 @@ impl Store {
                             chunk_table,
                             practice_id: practice_id.to_owned(),
                             table,
-                        });
+                        }
+                        .into());
                     }
                     let (id_from, id_to) = (row.int("id_from")?, row.int("id_to")?);
                     let old_after = row.opt_int("after_id")?;
@@ -419,8 +729,7 @@ impl Store {
                         (Some(old), Some(new)) => Some(old.max(new)),
                         (old, new) => new.or(old),
                     };
-                    let new_ids = prepared
-                        .iter()
+                    let new_ids = landed()
                         .filter(|r| {
                             r.id >= id_from && r.id < id_to && old_after.is_none_or(|a| r.id > a)
                         })
@@ -452,26 +761,26 @@ impl Store {
                     .bind(practice_id)
                     .bind(table.as_str())
                     .bind(DbTime::new(watermark))
-                    .bind(i64::try_from(prepared.len()).unwrap_or(i64::MAX))
+                    .bind(i64::try_from(landed_count).unwrap_or(i64::MAX))
                     .bind(now)
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| practice_error(backend, "advancing a watermark", practice_id, e))?;
                 }
             }
-            written
+            (written, refused_at.len(), owned.len())
         });
-        let total = u64::try_from(rows.len()).unwrap_or(u64::MAX);
-        let outcome = LandOutcome {
+        // Rows neither written nor set aside: older than the stored
+        // version, or an older duplicate in the page.
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        Ok(LandOutcome {
             written,
-            skipped_older: total.saturating_sub(written),
-        };
-        tracing::debug!(
-            written = outcome.written,
-            skipped_older = outcome.skipped_older,
-            "landed a page"
-        );
-        Ok(outcome)
+            skipped_older: count(page.rows.len())
+                .saturating_sub(written)
+                .saturating_sub(count(refused))
+                .saturating_sub(count(unreadable)),
+            quarantined: count(quarantined),
+        })
     }
 
     /// The ids of a practice's landed rows of `table`, with their

@@ -10,6 +10,9 @@
 //!   counts, last error;
 //! - **sync chunks**: the initial sync's plan, id range by id range, each with
 //!   its resume cursor;
+//! - the **quarantine** (`quarantine.rs`): records that could not be read
+//!   or landed, set aside whole in their page's transaction so that the
+//!   rest of the page lands; each leaves it when it lands;
 //! - **connections** (`connections.rs`): each practice's credentials as the
 //!   vault sealed them (never plaintext), the audit log of lifecycle changes
 //!   and refusals, and admin tokens (their SHA-256 only);
@@ -33,6 +36,7 @@ mod extract;
 mod history;
 mod jobs;
 mod landing;
+mod quarantine;
 mod queue;
 mod readback;
 mod rows;
@@ -54,13 +58,14 @@ pub use history::{
     ResourceCounts, RunEnd, RunRecord, RunSummary,
 };
 pub use jobs::{AuthFailure, JobEnd};
+pub use quarantine::QuarantinedRecord;
 pub use queue::ReceiptOutcome;
 pub use readback::LandedRecord;
 pub use runtime::{DuePractice, ForceDecision, chunk_lease_key, practice_lease_key};
 pub use spec::{Kind, Table, UnknownTable};
 pub use store::Store;
 pub use values::{
-    Checkpoint, Chunk, ChunkStatus, DEFAULT_SYNC_INTERVAL_MINUTES, LandOutcome, LandedRow,
-    NewChunk, NewPractice, Practice, PracticeStatus, RunState, SYNC_INTERVALS_MINUTES, SyncPhase,
-    SyncState, UnknownValue,
+    BadRecord, Checkpoint, Chunk, ChunkStatus, DEFAULT_SYNC_INTERVAL_MINUTES, LandOutcome,
+    LandedRow, NewChunk, NewPractice, PageRecords, Practice, PracticeStatus, RunState,
+    SYNC_INTERVALS_MINUTES, SyncPhase, SyncState, UnknownValue,
 };

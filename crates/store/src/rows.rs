@@ -152,7 +152,7 @@ pub(crate) fn chunk(row: &impl RowExt) -> Result<Chunk, StoreError> {
 macro_rules! sync_state_columns {
     () => {
         "practice_id, resource, phase, watermark, landed_count, expected_count, last_error, \
-         updated_at, not_offered_since"
+         updated_at, not_offered_since, failing_since"
     };
 }
 pub(crate) use sync_state_columns;
@@ -168,5 +168,6 @@ pub(crate) fn sync_state(row: &impl RowExt) -> Result<SyncState, StoreError> {
         last_error: row.opt_text("last_error")?,
         updated_at: row.time("updated_at")?,
         not_offered_since: row.opt_time("not_offered_since")?,
+        failing_since: row.opt_time("failing_since")?,
     })
 }

@@ -508,7 +508,8 @@ impl Store {
     }
 
     /// Records that the organization is not offered a resource since `at`
-    /// (a 404 while planning), or clears it (`None`: it answered).
+    /// (a 404 while planning, or in a cycle), or clears it (`None`: it
+    /// answered). A resource not offered is not counted as failing.
     pub async fn set_not_offered(
         &self,
         practice_id: &str,
@@ -532,24 +533,35 @@ impl Store {
     }
 
     /// Records (or, with `None`, clears) the last error of a resource
-    /// (creating its state if missing).
+    /// (creating its state if missing). Its `failing_since` is set now
+    /// when it had no error, kept while errors follow, and cleared with the
+    /// error.
     pub async fn set_last_error(
         &self,
         practice_id: &str,
         table: Table,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO sync_state (practice_id, resource, last_error, updated_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (practice_id, resource) DO UPDATE SET \
-             last_error = excluded.last_error, updated_at = excluded.updated_at";
-        self.upsert_state(
-            SQL,
-            practice_id,
-            table,
-            StateValue::Text(error),
-            "recording a sync error",
-        )
-        .await
+        const SQL: &str = "INSERT INTO sync_state (practice_id, resource, last_error, \
+             failing_since, updated_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (practice_id, resource) DO UPDATE SET \
+             last_error = excluded.last_error, \
+             failing_since = CASE WHEN excluded.last_error IS NULL THEN NULL \
+             ELSE COALESCE(sync_state.failing_since, excluded.failing_since) END, \
+             updated_at = excluded.updated_at";
+        let backend = self.backend();
+        let now = DbTime::now();
+        let failing_since = error.map(|_| now);
+        with_pool!(self, |pool| sqlx::query(SQL)
+            .bind(practice_id)
+            .bind(table.as_str())
+            .bind(error)
+            .bind(failing_since)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(|_| ()))
+        .map_err(|e| practice_error(backend, "recording a sync error", practice_id, e))
     }
 
     async fn upsert_state(

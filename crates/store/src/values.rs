@@ -49,9 +49,13 @@ pub struct SyncState {
     /// When the state last changed.
     pub updated_at: OffsetDateTime,
     /// Since when the organization is not offered this resource (404 when
-    /// its initial sync was planned): unplanned, without a watermark, until
-    /// its first answer pulls its whole history.
+    /// its initial sync was planned, or in a cycle): until its first answer.
+    /// Unplanned, without a watermark, when it was not offered at planning;
+    /// its first answer then pulls its whole history.
     pub not_offered_since: Option<OffsetDateTime>,
+    /// Since when the resource has failed without a success in between
+    /// (set with `last_error` when that was empty, cleared with it).
+    pub failing_since: Option<OffsetDateTime>,
 }
 
 /// A chunk of the initial sync to plan: the records of one resource with
@@ -148,4 +152,44 @@ pub struct LandOutcome {
     /// Rows not written because the table holds a newer version (or the
     /// page held a newer duplicate of the same id).
     pub skipped_older: u64,
+    /// Records set aside in quarantine with the page: those handed over as
+    /// bad, and rows the database refused.
+    pub quarantined: u64,
+}
+
+/// A record of a page that cannot be landed (its id or `lastModified`
+/// could not be read): it goes to quarantine in the page's transaction.
+///
+/// `raw` and `reason` are patient data: its `Debug` shows neither.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct BadRecord<'a> {
+    /// Its id as sent, when it could be read (`"7000000000123"`, `"abc"`).
+    pub id: Option<&'a str>,
+    /// The record's JSON text (minified).
+    pub raw: &'a str,
+    /// What is wrong with it, for an operator.
+    pub reason: &'a str,
+}
+
+impl std::fmt::Debug for BadRecord<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BadRecord")
+            .field("id", &self.id)
+            .field("raw_len", &self.raw.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one landing writes: a page's rows, its bad records, and (for a
+/// retry of the quarantine) the quarantine keys it retries.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PageRecords<'a> {
+    /// The rows to land.
+    pub rows: &'a [LandedRow<'a>],
+    /// Records that cannot be landed: set aside in quarantine.
+    pub bad: &'a [BadRecord<'a>],
+    /// Quarantine keys ([`crate::QuarantinedRecord::key`]) whose records
+    /// this landing retries: each leaves the quarantine unless it is set
+    /// aside again under the same key.
+    pub retried: &'a [&'a str],
 }

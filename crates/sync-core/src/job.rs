@@ -137,6 +137,9 @@ pub enum Outcome {
     Incremental {
         /// One entry per resource pulled.
         resources: Vec<(Resource, Option<(ErrorClass, String)>)>,
+        /// Records the cycle set aside in quarantine (fetched, or retried
+        /// from the quarantine, and still unreadable or refused).
+        quarantined: u64,
     },
     /// The initial sync's plan ran.
     Planned {
@@ -161,6 +164,8 @@ pub enum Outcome {
         unplanned: usize,
         /// Chunks of the practice still pending (after this chunk).
         pending: usize,
+        /// Records of the chunk set aside in quarantine.
+        quarantined: u64,
     },
 }
 
@@ -233,7 +238,7 @@ pub fn throttled(outcome: Outcome, retry_after: Option<Duration>) -> Outcome {
             retry_after,
             message: message.clone(),
         },
-        Outcome::Incremental { resources }
+        Outcome::Incremental { resources, .. }
             if !resources.is_empty()
                 && resources.iter().all(|(_, error)| {
                     error
@@ -391,7 +396,10 @@ pub fn conclude(
                 delay: retry_after.min(MAX_REQUEUE_DELAY),
             },
         },
-        Outcome::Incremental { resources } => {
+        Outcome::Incremental {
+            resources,
+            quarantined,
+        } => {
             let errors: Vec<&(ErrorClass, String)> =
                 resources.iter().filter_map(|(_, e)| e.as_ref()).collect();
             if let Some((_, message)) = errors.iter().find(|(c, _)| *c == ErrorClass::Auth) {
@@ -411,9 +419,21 @@ pub fn conclude(
                 return failed(job, ErrorClass::Auth, message, delivered, timing);
             }
             match errors.first() {
-                None => done(
+                None if quarantined == 0 => done(
                     RunState::Succeeded,
                     None,
+                    Effects {
+                        claim: ClaimChange::Release(holder),
+                        success: true,
+                        ..Effects::default()
+                    },
+                ),
+                // Everything landed but records in quarantine: data is
+                // missing, so never a plain success. The cycle did its
+                // work (the practice's staleness counts the quarantine).
+                None => done(
+                    RunState::Partial,
+                    Some(quarantine_error(quarantined)),
                     Effects {
                         claim: ClaimChange::Release(holder),
                         success: true,
@@ -476,11 +496,23 @@ pub fn conclude(
                 },
             )
         }
-        Outcome::ChunkDone { unplanned, pending } => {
+        Outcome::ChunkDone {
+            unplanned,
+            pending,
+            quarantined,
+        } => {
             let complete = initial_sync_complete(unplanned, pending);
+            // Records in quarantine do not hold the initial sync back (the
+            // rest of their pages landed, the cursor moved on), but the run
+            // is not a plain success.
+            let (run, error) = if quarantined == 0 {
+                (RunState::Succeeded, None)
+            } else {
+                (RunState::Partial, Some(quarantine_error(quarantined)))
+            };
             done(
-                RunState::Succeeded,
-                None,
+                run,
+                error,
                 Effects {
                     claim: if complete {
                         ClaimChange::Release(holder)
@@ -497,6 +529,17 @@ pub fn conclude(
             )
         }
     }
+}
+
+/// The error a run that set records aside reports.
+fn quarantine_error(quarantined: u64) -> (ErrorClass, String) {
+    (
+        ErrorClass::Quarantined,
+        format!(
+            "{quarantined} record(s) could not be read or landed and are in quarantine (tried \
+             again every cycle); the rest landed"
+        ),
+    )
 }
 
 /// A job that failed: an auth failure waits for a person (the practice is

@@ -30,4 +30,4 @@ pub mod watermark;
 
 pub use plan::{ChunkPlan, ChunkWindow, IdRange, PlannedChunk};
 pub use scope::Scope;
-pub use staleness::{Staleness, staleness};
+pub use staleness::{PracticeHealth, StaleReason, Staleness, staleness};

@@ -7,6 +7,13 @@
 //! succeeded is stale once it was registered longer ago than the same
 //! limit; before that it is brand new, not stale.
 //!
+//! **Data missing** ([`PracticeHealth::staleness`], issue 12). A practice
+//! whose syncs succeed can still miss data, and is stale then too: when it
+//! has records in quarantine (they could not be read or landed), or when one
+//! of its resources (one that is offered) has failed for longer than the
+//! same limit while the others succeed. A cycle with a failing resource is
+//! a `partial` success, so the time rule alone would never see it.
+//!
 //! The rule does not look at the practice's status: a paused practice goes
 //! stale like any other. Callers that should not alarm on it (paused,
 //! removed) filter by status; a practice still in its initial sync goes
@@ -26,6 +33,92 @@ pub struct Staleness {
     pub age: Option<Duration>,
     /// Whether the rule counts it stale.
     pub stale: bool,
+    /// Why, when it is stale.
+    pub reason: Option<StaleReason>,
+}
+
+/// Why a practice is stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaleReason {
+    /// No successful sync within the limit (or never, past it).
+    NoRecentSuccess,
+    /// Records could not be read or landed and wait in quarantine.
+    Quarantined {
+        /// How many.
+        records: u64,
+    },
+    /// A resource has failed since then, for longer than the limit.
+    ResourceFailing {
+        /// Since when.
+        since: OffsetDateTime,
+    },
+}
+
+impl std::fmt::Display for StaleReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StaleReason::NoRecentSuccess => f.write_str("no recent successful sync"),
+            StaleReason::Quarantined { records } => {
+                write!(f, "{records} record(s) in quarantine")
+            }
+            StaleReason::ResourceFailing { since } => write!(
+                f,
+                "a resource has failed since {}",
+                since
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_else(|_| since.to_string())
+            ),
+        }
+    }
+}
+
+/// What the rules need to know of a practice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PracticeHealth {
+    /// Its last successful sync, if any.
+    pub last_success: Option<OffsetDateTime>,
+    /// When it was registered.
+    pub created_at: OffsetDateTime,
+    /// Its sync interval, in minutes.
+    pub interval_minutes: i16,
+    /// Its records in quarantine now.
+    pub quarantined: u64,
+    /// Since when its longest-failing resource (one that is offered) has
+    /// failed without a success in between; `None`: none fails.
+    pub failing_since: Option<OffsetDateTime>,
+}
+
+impl PracticeHealth {
+    /// The whole rule at `now`: the time rule ([`staleness`]), then data
+    /// missing: records in quarantine, or a resource failing for longer
+    /// than [`stale_after`] of the interval. The first reason that holds is
+    /// given.
+    #[must_use]
+    pub fn staleness(&self, now: OffsetDateTime) -> Staleness {
+        let by_time = staleness(
+            self.last_success,
+            self.created_at,
+            self.interval_minutes,
+            now,
+        );
+        if by_time.stale {
+            return by_time;
+        }
+        let reason = if self.quarantined > 0 {
+            Some(StaleReason::Quarantined {
+                records: self.quarantined,
+            })
+        } else {
+            self.failing_since
+                .filter(|since| now - *since > stale_after(self.interval_minutes))
+                .map(|since| StaleReason::ResourceFailing { since })
+        };
+        Staleness {
+            age: by_time.age,
+            stale: reason.is_some(),
+            reason,
+        }
+    }
 }
 
 /// How long after its last success (or its registration) a practice with
@@ -44,18 +137,17 @@ pub fn staleness(
     now: OffsetDateTime,
 ) -> Staleness {
     let limit = stale_after(interval_minutes);
-    match last_success {
+    let (age, stale) = match last_success {
         Some(at) => {
             let age = (now - at).max(Duration::ZERO);
-            Staleness {
-                age: Some(age),
-                stale: age > limit,
-            }
+            (Some(age), age > limit)
         }
-        None => Staleness {
-            age: None,
-            stale: now - created_at > limit,
-        },
+        None => (None, now - created_at > limit),
+    };
+    Staleness {
+        age,
+        stale,
+        reason: stale.then_some(StaleReason::NoRecentSuccess),
     }
 }
 
@@ -81,7 +173,8 @@ mod tests {
             at_limit,
             Staleness {
                 age: Some(Duration::minutes(35)),
-                stale: false
+                stale: false,
+                reason: None,
             }
         );
         let past = staleness(
@@ -105,7 +198,8 @@ mod tests {
             new,
             Staleness {
                 age: None,
-                stale: false
+                stale: false,
+                reason: None,
             }
         );
         assert!(staleness(None, NOW - Duration::hours(1), 15, NOW).stale);
@@ -116,5 +210,62 @@ mod tests {
         let s = staleness(Some(NOW + Duration::minutes(1)), LONG_AGO, 15, NOW);
         assert_eq!(s.age, Some(Duration::ZERO));
         assert!(!s.stale);
+    }
+
+    fn health(quarantined: u64, failing_since: Option<OffsetDateTime>) -> PracticeHealth {
+        PracticeHealth {
+            last_success: Some(NOW - Duration::minutes(5)),
+            created_at: LONG_AGO,
+            interval_minutes: 15,
+            quarantined,
+            failing_since,
+        }
+    }
+
+    #[test]
+    fn a_fresh_practice_missing_data_is_stale() {
+        let clean = health(0, None).staleness(NOW);
+        assert!(!clean.stale && clean.reason.is_none());
+        let quarantined = health(2, None).staleness(NOW);
+        assert!(quarantined.stale);
+        assert_eq!(
+            quarantined.reason,
+            Some(StaleReason::Quarantined { records: 2 })
+        );
+        assert_eq!(quarantined.age, Some(Duration::minutes(5)));
+    }
+
+    #[test]
+    fn a_resource_failing_past_the_limit_makes_it_stale_though_others_succeed() {
+        // Failing for one cycle: not yet.
+        assert!(
+            !health(0, Some(NOW - Duration::minutes(20)))
+                .staleness(NOW)
+                .stale
+        );
+        assert!(
+            !health(0, Some(NOW - Duration::minutes(35)))
+                .staleness(NOW)
+                .stale
+        );
+        let since = NOW - Duration::minutes(36);
+        let failing = health(0, Some(since)).staleness(NOW);
+        assert!(failing.stale);
+        assert_eq!(failing.reason, Some(StaleReason::ResourceFailing { since }));
+        assert!(
+            failing
+                .reason
+                .is_some_and(|r| r.to_string().contains("since 2026-03-04T11:24:00Z"))
+        );
+    }
+
+    #[test]
+    fn no_recent_success_comes_first() {
+        let mut old = health(3, Some(LONG_AGO));
+        old.last_success = Some(NOW - Duration::hours(2));
+        assert_eq!(
+            old.staleness(NOW).reason,
+            Some(StaleReason::NoRecentSuccess)
+        );
     }
 }

@@ -608,10 +608,12 @@ impl Worker {
                 resource: r.resource.name().to_owned(),
                 fetched: count(r.fetched),
                 written: count(r.written),
+                quarantined: count(r.quarantined),
                 error_class: r.error.as_ref().map(|(class, _)| class.as_str().to_owned()),
                 error: r.error.as_ref().map(|(_, message)| message.clone()),
             })
             .collect();
+        let quarantined = report.quarantined();
         Step {
             fetched: report.fetched(),
             written: report.resources.iter().map(|r| r.written).sum(),
@@ -623,6 +625,7 @@ impl Worker {
                     .into_iter()
                     .map(|r| (r.resource, r.error))
                     .collect(),
+                quarantined,
             })
         }
     }
@@ -667,11 +670,11 @@ impl Worker {
             Err(error) => return Step::failed(ErrorClass::Store, error.to_string()),
         };
         let syncer = &self.inner.syncer;
-        let (fetched, written) = if chunk.status == store::ChunkStatus::Done {
-            (0, 0)
+        let (fetched, written, quarantined) = if chunk.status == store::ChunkStatus::Done {
+            (0, 0, 0)
         } else {
             match syncer.run_chunk(practice_id, org, &chunk).await {
-                Ok(report) => (report.fetched, report.written),
+                Ok(report) => (report.fetched, report.written, report.quarantined),
                 Err(error) => return Step::from_error(&error),
             }
         };
@@ -686,10 +689,15 @@ impl Worker {
                 resource: chunk.table.as_str().to_owned(),
                 fetched: count(fetched),
                 written: count(written),
+                quarantined: count(quarantined),
                 error_class: None,
                 error: None,
             }],
-            ..Step::of(Outcome::ChunkDone { unplanned, pending })
+            ..Step::of(Outcome::ChunkDone {
+                unplanned,
+                pending,
+                quarantined,
+            })
         }
     }
 

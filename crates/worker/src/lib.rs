@@ -29,6 +29,6 @@ pub mod verify;
 
 pub use error::SyncError;
 pub use sync::{
-    ChunkReport, InitialReport, Progress, ReplayReport, ResourceOutcome, RunReport, RunStatus,
-    SyncConfig, Syncer, new_run_id,
+    ChunkReport, InitialReport, Progress, QUARANTINE_RETRY_LIMIT, ReplayReport, ResourceOutcome,
+    Retried, RunReport, RunStatus, SyncConfig, Syncer, new_run_id,
 };

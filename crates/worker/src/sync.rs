@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ascend_client::{AscendId, ClientError, ErrorClass, ListQuery, OrgClient, Page, Resource};
 use blob::{Archive, PageKey};
-use store::{Checkpoint, Chunk, LandedRow, NewChunk, Store, SyncPhase, Table};
+use store::{
+    BadRecord, Checkpoint, Chunk, LandOutcome, LandedRow, NewChunk, PageRecords, Store, SyncPhase,
+    Table,
+};
 use sync_core::plan::{self, ChunkWindow, IdRange};
 use sync_core::{Scope, watermark};
 use time::OffsetDateTime;
@@ -57,6 +60,9 @@ pub struct Syncer {
     progress: Option<ProgressFn>,
 }
 
+/// The most quarantined records of one resource a cycle retries.
+pub const QUARANTINE_RETRY_LIMIT: u32 = 500;
+
 /// What one chunk run did.
 #[derive(Debug, Clone, Default)]
 pub struct ChunkReport {
@@ -64,6 +70,8 @@ pub struct ChunkReport {
     pub pages: u64,
     pub fetched: u64,
     pub written: u64,
+    /// Records set aside in quarantine (the rest of their pages landed).
+    pub quarantined: u64,
     pub done: bool,
 }
 
@@ -88,6 +96,11 @@ pub struct ResourceOutcome {
     pub pages: u64,
     pub fetched: u64,
     pub written: u64,
+    /// Records set aside in quarantine: fetched this cycle, or retried from
+    /// the quarantine and still unreadable or refused.
+    pub quarantined: u64,
+    /// Records of the quarantine that landed when retried this cycle.
+    pub released: u64,
     /// Error class and message, when the resource failed.
     pub error: Option<(ErrorClass, String)>,
     /// The wait Ascend asked for, when its rate limit stopped the resource.
@@ -97,7 +110,8 @@ pub struct ResourceOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunStatus {
     Succeeded,
-    /// Some resources failed; the others landed.
+    /// Some resources failed, or records went to quarantine; the rest
+    /// landed.
     Partial,
     Failed,
 }
@@ -114,6 +128,11 @@ impl RunReport {
     pub fn fetched(&self) -> u64 {
         self.resources.iter().map(|r| r.fetched).sum()
     }
+
+    /// Records set aside in quarantine, all resources.
+    pub fn quarantined(&self) -> u64 {
+        self.resources.iter().map(|r| r.quarantined).sum()
+    }
 }
 
 /// What a replay did.
@@ -122,6 +141,8 @@ pub struct ReplayReport {
     pub pages: u64,
     pub records: u64,
     pub written: u64,
+    /// Archived records that could not be read or landed: in quarantine.
+    pub quarantined: u64,
 }
 
 fn table(resource: Resource) -> Table {
@@ -194,6 +215,12 @@ impl Syncer {
     /// and no transaction is left open on a pooled connection. The caller
     /// keeps at most one landing in flight per cursor ([`Landing`]), so
     /// checkpoints commit in page order.
+    ///
+    /// Every record is archived, read or not (minified by the client: one
+    /// line each, whatever the server's formatting). Records that could not
+    /// be read, and rows the store cannot land, go to quarantine in the
+    /// page's transaction; the rest lands and the checkpoint moves on as
+    /// for a clean page.
     fn start_landing(
         &self,
         practice_id: &str,
@@ -203,7 +230,7 @@ impl Syncer {
         checkpoint: Checkpoint,
     ) -> Landing {
         let resource = page.resource;
-        let records = page.records.len() as u64;
+        let records = page.entries() as u64;
         let (store, archive) = (self.store.clone(), self.archive.clone());
         let key = PageKey {
             practice_id: practice_id.to_owned(),
@@ -213,15 +240,20 @@ impl Syncer {
             seq,
         };
         let task = tokio::spawn(async move {
-            if !page.records.is_empty() {
-                let texts: Vec<&str> = page.records.iter().map(|r| r.raw.get()).collect();
-                archive.put_page(&key, &texts).await?;
+            if page.entries() > 0 {
+                archive.put_page(&key, &page.texts()).await?;
             }
-            let rows = landed_rows(&page)?;
-            let outcome = store
-                .land_page(&key.practice_id, table(resource), &rows, checkpoint)
-                .await?;
-            Ok::<u64, SyncError>(outcome.written)
+            let outcome = land_records(
+                &store,
+                &key.practice_id,
+                resource,
+                &page.records,
+                &page.rejected,
+                &[],
+                checkpoint,
+            )
+            .await?;
+            Ok::<LandOutcome, SyncError>(outcome)
         });
         Landing {
             task,
@@ -231,9 +263,9 @@ impl Syncer {
         }
     }
 
-    /// Waits for a landing; returns the rows it wrote.
-    async fn finish_landing(&self, landing: Landing) -> Result<u64, SyncError> {
-        let written = landing
+    /// Waits for a landing; returns what it wrote and set aside.
+    async fn finish_landing(&self, landing: Landing) -> Result<LandOutcome, SyncError> {
+        let outcome = landing
             .task
             .await
             .map_err(|e| SyncError::Interrupted(e.to_string()))??;
@@ -244,7 +276,7 @@ impl Syncer {
                 records: landing.records,
             });
         }
-        Ok(written)
+        Ok(outcome)
     }
 
     /// Plans the initial sync of every resource not planned yet. A resource
@@ -457,14 +489,16 @@ impl Syncer {
                 let done = pager.is_done();
                 let checkpoint = Checkpoint::Chunk {
                     chunk_id: chunk.chunk_id,
-                    after_id: page.records.last().and_then(|r| i64::try_from(r.id.0).ok()),
+                    after_id: chunk_cursor(&page, chunk.id_from, chunk.id_to),
                     done,
                 };
                 if let Some(previous) = landing.take() {
-                    report.written += self.finish_landing(previous).await?;
+                    let outcome = self.finish_landing(previous).await?;
+                    report.written += outcome.written;
+                    report.quarantined += outcome.quarantined;
                 }
                 report.pages += 1;
-                report.fetched += page.records.len() as u64;
+                report.fetched += page.entries() as u64;
                 report.done = done;
                 landing = Some(self.start_landing(
                     practice_id,
@@ -481,11 +515,12 @@ impl Syncer {
         // failed: its rows and cursor are good.
         let last = match landing.take() {
             Some(last) => self.finish_landing(last).await,
-            None => Ok(0),
+            None => Ok(LandOutcome::default()),
         };
         match (result, last) {
-            (Ok(()), Ok(written)) => {
-                report.written += written;
+            (Ok(()), Ok(outcome)) => {
+                report.written += outcome.written;
+                report.quarantined += outcome.quarantined;
                 Ok(report)
             }
             (Err(error), _) | (Ok(()), Err(error)) => Err(error),
@@ -526,6 +561,8 @@ impl Syncer {
             pages: 0,
             fetched: 0,
             written: 0,
+            quarantined: 0,
+            released: 0,
             error: None,
             retry_after: None,
         };
@@ -567,22 +604,64 @@ impl Syncer {
                 } else {
                     Checkpoint::None
                 };
-                let fetched = page.records.len() as u64;
+                let fetched = page.entries() as u64;
                 let landing =
                     self.start_landing(practice_id, page, run_id, outcome.pages, checkpoint);
-                outcome.written += self.finish_landing(landing).await?;
+                let landed = self.finish_landing(landing).await?;
+                outcome.written += landed.written;
+                outcome.quarantined += landed.quarantined;
                 outcome.pages += 1;
                 outcome.fetched += fetched;
             }
             self.store.set_last_error(practice_id, t, None).await?;
-            if state.is_some_and(|s| s.not_offered_since.is_some()) {
+            if state
+                .as_ref()
+                .is_some_and(|s| s.not_offered_since.is_some())
+            {
                 self.store.set_not_offered(practice_id, t, None).await?;
             }
+            let retried = self
+                .retry_quarantine(practice_id, resource, Some(started))
+                .await?;
+            outcome.written += retried.written;
+            outcome.quarantined += retried.quarantined;
+            outcome.released += retried.released;
             Ok(())
         }
         .await;
         if let Err(error) = result {
             let message = error.to_string();
+            if error.class() == ErrorClass::NotOffered {
+                // Not offered (404) now: not a failing resource for the
+                // staleness rule; its first answer clears it.
+                let since = OffsetDateTime::now_utc();
+                let marked = match self
+                    .store
+                    .get_sync_state(practice_id, table(resource))
+                    .await
+                {
+                    Ok(state)
+                        if state
+                            .as_ref()
+                            .is_some_and(|s| s.not_offered_since.is_some()) =>
+                    {
+                        Ok(())
+                    }
+                    Ok(_) => {
+                        self.store
+                            .set_not_offered(practice_id, table(resource), Some(since))
+                            .await
+                    }
+                    Err(error) => Err(error),
+                };
+                if let Err(store_error) = marked {
+                    tracing::warn!(
+                        message = "Could not record a resource not offered in its sync state.",
+                        resource = %resource,
+                        error = %store_error
+                    );
+                }
+            }
             if let Err(store_error) = self
                 .store
                 .set_last_error(practice_id, table(resource), Some(&message))
@@ -599,6 +678,79 @@ impl Syncer {
             outcome.error = Some((error.class(), message));
         }
         outcome
+    }
+
+    /// Tries to land a resource's quarantined records again (at most
+    /// [`QUARANTINE_RETRY_LIMIT`], longest untried first; with
+    /// `tried_before`, only those not tried since then, so a pass does not
+    /// count twice what it just set aside): each raw text is
+    /// read again by the client's reader and landed like a fetched record,
+    /// without a checkpoint (newest-wins keeps a newer landed version).
+    /// Those that land leave the quarantine; the others stay, their
+    /// attempts counted up, with the reason of this try. So a fix on our
+    /// side (a reader, the store) drains the quarantine by itself.
+    pub async fn retry_quarantine(
+        &self,
+        practice_id: &str,
+        resource: Resource,
+        tried_before: Option<OffsetDateTime>,
+    ) -> Result<Retried, SyncError> {
+        let held = self
+            .store
+            .quarantined(
+                practice_id,
+                table(resource),
+                tried_before,
+                QUARANTINE_RETRY_LIMIT,
+            )
+            .await?;
+        if held.is_empty() {
+            return Ok(Retried::default());
+        }
+        let mut records = Vec::with_capacity(held.len());
+        let mut unread: Vec<(Option<&str>, &str, String)> = Vec::new();
+        for q in &held {
+            match sync_core::replay::reread(resource, &q.raw) {
+                Ok(record) => records.push(record),
+                Err(reason) => unread.push((q.id.as_deref(), q.raw.as_str(), reason)),
+            }
+        }
+        let bad: Vec<BadRecord<'_>> = unread
+            .iter()
+            .map(|(id, raw, reason)| BadRecord {
+                id: *id,
+                raw,
+                reason,
+            })
+            .collect();
+        let keys: Vec<&str> = held.iter().map(|q| q.key.as_str()).collect();
+        let rows = landed_rows(&records);
+        let outcome = self
+            .store
+            .land(
+                practice_id,
+                table(resource),
+                PageRecords {
+                    rows: &rows.rows,
+                    bad: &rows.bad_records(&bad),
+                    retried: &keys,
+                },
+                Checkpoint::None,
+            )
+            .await?;
+        let released = (held.len() as u64).saturating_sub(outcome.quarantined);
+        if released > 0 {
+            tracing::info!(
+                message = "Quarantined records landed when retried.",
+                resource = %resource,
+                released
+            );
+        }
+        Ok(Retried {
+            written: outcome.written,
+            quarantined: outcome.quarantined,
+            released,
+        })
     }
 
     /// One incremental cycle over every resource, `concurrency` at once. A
@@ -636,9 +788,10 @@ impl Syncer {
         }
         let resources: Vec<ResourceOutcome> = slots.into_iter().flatten().collect();
         let failed = resources.iter().filter(|r| r.error.is_some()).count();
+        let quarantined: u64 = resources.iter().map(|r| r.quarantined).sum();
         let status = match failed {
-            0 => RunStatus::Succeeded,
-            n if n == resources.len() => RunStatus::Failed,
+            0 if quarantined == 0 => RunStatus::Succeeded,
+            n if n > 0 && n == resources.len() => RunStatus::Failed,
             _ => RunStatus::Partial,
         };
         Ok(RunReport {
@@ -660,18 +813,21 @@ impl Syncer {
                 continue;
             };
             let lines = self.archive.get_page(&key).await?;
-            let records = sync_core::replay::records_from_archive(resource, &lines)?;
-            let rows: Vec<LandedRow<'_>> = records
-                .iter()
-                .map(|r| landed_row(resource, r))
-                .collect::<Result<_, _>>()?;
-            let outcome = self
-                .store
-                .land_page(practice_id, table(resource), &rows, Checkpoint::None)
-                .await?;
+            let page = sync_core::replay::records_from_archive(resource, &lines)?;
+            let outcome = land_records(
+                &self.store,
+                practice_id,
+                resource,
+                &page.records,
+                &page.rejected,
+                &[],
+                Checkpoint::None,
+            )
+            .await?;
             report.pages += 1;
-            report.records += records.len() as u64;
+            report.records += page.entries() as u64;
             report.written += outcome.written;
+            report.quarantined += outcome.quarantined;
         }
         Ok(report)
     }
@@ -679,35 +835,118 @@ impl Syncer {
 
 /// A page being archived and landed in a task of its own.
 struct Landing {
-    task: tokio::task::JoinHandle<Result<u64, SyncError>>,
+    task: tokio::task::JoinHandle<Result<LandOutcome, SyncError>>,
     practice_id: String,
     resource: Resource,
     records: u64,
 }
 
-fn landed_row<'a>(
-    resource: Resource,
-    record: &'a ascend_client::Record,
-) -> Result<LandedRow<'a>, SyncError> {
-    let id = i64::try_from(record.id.0).map_err(|_| {
-        SyncError::Api(ClientError::BadPayload {
-            resource,
-            page: ascend_client::Cursor::Start,
-            detail: format!("id {} is larger than the store holds (BIGINT)", record.id),
-        })
-    })?;
-    Ok(LandedRow {
-        id,
-        last_modified: record.last_modified,
-        raw: record.raw.get(),
-    })
+/// What a retry of the quarantine did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retried {
+    /// Rows written.
+    pub written: u64,
+    /// Records set aside again.
+    pub quarantined: u64,
+    /// Records that left the quarantine.
+    pub released: u64,
 }
 
-fn landed_rows(page: &Page) -> Result<Vec<LandedRow<'_>>, SyncError> {
+/// A page's records as rows to land, and those the store cannot hold as
+/// rows (an id beyond `BIGINT`), to set aside.
+struct Rows<'a> {
+    rows: Vec<LandedRow<'a>>,
+    /// (id, raw, reason) of the records that cannot be rows.
+    unfit: Vec<(String, &'a str, String)>,
+}
+
+impl<'a> Rows<'a> {
+    /// `bad` and the unfit records, as bad records.
+    fn bad_records(&'a self, bad: &[BadRecord<'a>]) -> Vec<BadRecord<'a>> {
+        bad.iter()
+            .copied()
+            .chain(self.unfit.iter().map(|(id, raw, reason)| BadRecord {
+                id: Some(id.as_str()),
+                raw,
+                reason: reason.as_str(),
+            }))
+            .collect()
+    }
+}
+
+fn landed_rows(records: &[ascend_client::Record]) -> Rows<'_> {
+    let mut rows = Rows {
+        rows: Vec::with_capacity(records.len()),
+        unfit: Vec::new(),
+    };
+    for record in records {
+        match i64::try_from(record.id.0) {
+            Ok(id) => rows.rows.push(LandedRow {
+                id,
+                last_modified: record.last_modified,
+                raw: record.raw.get(),
+            }),
+            // The client rejects such ids already; kept for any reader.
+            Err(_) => rows.unfit.push((
+                record.id.to_string(),
+                record.raw.get(),
+                format!(
+                    "its id {} is larger than the store holds (BIGINT)",
+                    record.id
+                ),
+            )),
+        }
+    }
+    rows
+}
+
+/// Lands a page's records, setting aside in quarantine those that could not
+/// be read (`rejected`) or cannot be rows, with `checkpoint`, in one
+/// transaction.
+async fn land_records(
+    store: &Store,
+    practice_id: &str,
+    resource: Resource,
+    records: &[ascend_client::Record],
+    rejected: &[ascend_client::Rejected],
+    retried: &[&str],
+    checkpoint: Checkpoint,
+) -> Result<LandOutcome, SyncError> {
+    let rows = landed_rows(records);
+    let bad: Vec<BadRecord<'_>> = rejected
+        .iter()
+        .map(|r| BadRecord {
+            id: r.id.as_deref(),
+            raw: r.raw.get(),
+            reason: &r.reason,
+        })
+        .collect();
+    let bad = rows.bad_records(&bad);
+    Ok(store
+        .land(
+            practice_id,
+            table(resource),
+            PageRecords {
+                rows: &rows.rows,
+                bad: &bad,
+                retried,
+            },
+            checkpoint,
+        )
+        .await?)
+}
+
+/// A chunk page's cursor: the largest id of the page, read or rejected,
+/// that lies in the chunk's range (the store refuses a cursor outside it);
+/// `None` leaves the cursor where it is.
+fn chunk_cursor(page: &Page, id_from: i64, id_to: i64) -> Option<i64> {
     page.records
         .iter()
-        .map(|r| landed_row(page.resource, r))
-        .collect()
+        .map(|r| r.id)
+        .chain(page.rejected.iter().filter_map(|r| r.numeric_id))
+        .filter_map(|id| i64::try_from(id.0).ok())
+        .filter(|id| (id_from..id_to).contains(id))
+        .max()
 }
 
 #[cfg(test)]

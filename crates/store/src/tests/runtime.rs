@@ -511,6 +511,7 @@ fn end(status: RunState, ended_at: OffsetDateTime) -> RunEnd {
                 resource: "patients".to_owned(),
                 fetched: 10,
                 written: 9,
+                quarantined: 1,
                 error_class: None,
                 error: None,
             },
@@ -518,6 +519,7 @@ fn end(status: RunState, ended_at: OffsetDateTime) -> RunEnd {
                 resource: "appointments".to_owned(),
                 fetched: 0,
                 written: 0,
+                quarantined: 0,
                 error_class: failed.then(|| "transient".to_owned()),
                 error: failed.then(|| "503 from Ascend\nretry later".to_owned()),
             },
@@ -632,6 +634,11 @@ async fn history_records_runs_and_filters_them(store: Store) {
     assert_eq!(r2.worker.as_deref(), Some("worker-1"));
     assert_eq!(r2.duration(), Some(Duration::seconds(90)));
     assert_eq!(r2.resources, end(RunState::Failed, NOW).resources);
+    assert_eq!(
+        r2.quarantined(),
+        1,
+        "the quarantine count is kept per resource"
+    );
     assert_eq!(
         (r2.fetched, r2.written, r2.api_calls, r2.bytes),
         (Some(10), Some(9), Some(4), Some(12_345))
@@ -883,6 +890,7 @@ async fn overview_shows_schedule_claim_and_latest_run(store: Store) {
     assert_eq!(last.run_id, "a-new");
     assert_eq!(last.status, RunState::Succeeded);
     assert_eq!(last.started_at, NOW - Duration::minutes(5));
+    assert_eq!((a.quarantined, a.failing_since), (0, None));
 
     let b = &overview[1];
     assert_eq!(b.practice_id, "b");

@@ -126,6 +126,7 @@ async fn landed_table_names(store: &Store) -> Vec<String> {
                 | "practice_credentials"
                 | "audit_log"
                 | "admin_tokens"
+                | "quarantine"
         )
     });
     names.sort();

@@ -69,11 +69,25 @@ fn fail(class: ErrorClass) -> Outcome {
 }
 
 fn resources(errors: &[(Resource, Option<ErrorClass>)]) -> Outcome {
+    quarantining(errors, 0)
+}
+
+/// An incremental cycle that set `quarantined` records aside.
+fn quarantining(errors: &[(Resource, Option<ErrorClass>)], quarantined: u64) -> Outcome {
     Outcome::Incremental {
         resources: errors
             .iter()
             .map(|(r, e)| (*r, e.map(|c| (c, format!("{r}: {c}")))))
             .collect(),
+        quarantined,
+    }
+}
+
+fn chunk_done(unplanned: usize, pending: usize, quarantined: u64) -> Outcome {
+    Outcome::ChunkDone {
+        unplanned,
+        pending,
+        quarantined,
     }
 }
 
@@ -201,6 +215,63 @@ fn every_outcome_of_every_kind_ends_as_written() {
                 RELEASE_OWN,
                 false,
                 true,
+                false,
+                0,
+                None,
+            ),
+        ),
+        (
+            "incremental, every resource landed, records quarantined",
+            incremental(Trigger::Schedule),
+            quarantining(&[(R::Patients, None), (R::Visits, None)], 2),
+            first(),
+            row(
+                S::Partial,
+                Some(C::Quarantined),
+                "delete",
+                RELEASE_OWN,
+                false,
+                true,
+                false,
+                0,
+                None,
+            ),
+        ),
+        (
+            "incremental, one resource failed, records quarantined",
+            incremental(Trigger::Schedule),
+            quarantining(&[(R::Patients, Some(C::Transient)), (R::Visits, None)], 1),
+            first(),
+            row(
+                S::Partial,
+                Some(C::Transient),
+                "delete",
+                RELEASE_OWN,
+                false,
+                true,
+                false,
+                0,
+                None,
+            ),
+        ),
+        (
+            "incremental, every resource failed, records quarantined first",
+            incremental(Trigger::Schedule),
+            quarantining(
+                &[
+                    (R::Patients, Some(C::Transient)),
+                    (R::Visits, Some(C::Transient)),
+                ],
+                1,
+            ),
+            first(),
+            row(
+                S::Retrying,
+                Some(C::Transient),
+                "retry",
+                KEEP,
+                false,
+                false,
                 false,
                 0,
                 None,
@@ -524,10 +595,7 @@ fn every_outcome_of_every_kind_ends_as_written() {
         (
             "chunk done, others pending",
             chunk(),
-            Outcome::ChunkDone {
-                unplanned: 0,
-                pending: 3,
-            },
+            chunk_done(0, 3, 0),
             first(),
             row(
                 S::Succeeded,
@@ -544,10 +612,7 @@ fn every_outcome_of_every_kind_ends_as_written() {
         (
             "chunk done, resources still unplanned",
             chunk(),
-            Outcome::ChunkDone {
-                unplanned: 1,
-                pending: 0,
-            },
+            chunk_done(1, 0, 0),
             first(),
             row(
                 S::Succeeded,
@@ -564,14 +629,45 @@ fn every_outcome_of_every_kind_ends_as_written() {
         (
             "the last chunk done: the initial sync is complete",
             chunk(),
-            Outcome::ChunkDone {
-                unplanned: 0,
-                pending: 0,
-            },
+            chunk_done(0, 0, 0),
             first(),
             row(
                 S::Succeeded,
                 None,
+                "delete",
+                RELEASE_ANY,
+                false,
+                false,
+                true,
+                0,
+                Some(9),
+            ),
+        ),
+        (
+            "chunk done with records quarantined, others pending",
+            chunk(),
+            chunk_done(0, 3, 4),
+            first(),
+            row(
+                S::Partial,
+                Some(C::Quarantined),
+                "delete",
+                EXTEND_ANY,
+                false,
+                false,
+                false,
+                0,
+                Some(9),
+            ),
+        ),
+        (
+            "the last chunk done with records quarantined: the initial sync is complete",
+            chunk(),
+            chunk_done(0, 0, 4),
+            first(),
+            row(
+                S::Partial,
+                Some(C::Quarantined),
                 "delete",
                 RELEASE_ANY,
                 false,
@@ -981,4 +1077,25 @@ fn admission_follows_the_practice_and_its_claim() {
         };
         assert!(same, "{what}: {got:?}, expected {expect:?}");
     }
+}
+
+#[test]
+fn a_run_that_quarantined_records_says_how_many_and_is_never_a_plain_success() {
+    let cycle = conclude(
+        &incremental(Trigger::Schedule),
+        quarantining(&[(Resource::Patients, None)], 3),
+        first(),
+        TIMING,
+        NOW,
+    );
+    assert_eq!(cycle.run, RunState::Partial);
+    let (class, message) = cycle.error.expect("an error for history");
+    assert_eq!(class, ErrorClass::Quarantined);
+    assert!(message.starts_with("3 record(s)"), "{message}");
+    let chunk = conclude(&chunk(), chunk_done(0, 0, 1), first(), TIMING, NOW);
+    assert_ne!(chunk.run, RunState::Succeeded);
+    assert!(
+        chunk.effects.finish_initial,
+        "quarantine never holds the initial sync back"
+    );
 }

@@ -108,7 +108,13 @@ impl Fixture {
     }
 
     fn worker_on(&self, syncer: Syncer, queue: Queue) -> Result<Worker> {
-        self.worker_with_client(syncer, queue, fleet_client(&self.store.store, 1000.0)?)
+        self.worker_in(&self.store.store, syncer, queue)
+    }
+
+    /// A worker of another process: its request budget through `store`,
+    /// that process's own connections.
+    fn worker_in(&self, store: &store::Store, syncer: Syncer, queue: Queue) -> Result<Worker> {
+        self.worker_with_client(syncer, queue, fleet_client(store, 1000.0)?)
     }
 
     fn worker_with_client(
@@ -580,7 +586,7 @@ async fn survives_kills(db: Db, seed: u64) -> Result<()> {
         .with_progress(move |_| {
             counter.fetch_add(1, Ordering::SeqCst);
         });
-        let worker = fixture.worker_on(syncer, queue.clone())?;
+        let worker = fixture.worker_in(&store, syncer, queue.clone())?;
         let run = control::sync_and_wait(&store, &queue, &worker, PRACTICE, SYNC_LIMIT);
         let watch = async {
             while pages.load(Ordering::SeqCst) < kill_after {
@@ -1660,4 +1666,122 @@ async fn a_pretty_printed_page_is_archived_minified_and_lands_on_postgres() -> R
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pretty_printed_page_is_archived_minified_and_lands_on_sqlite() -> Result<()> {
     a_pretty_printed_page_is_archived_minified_and_lands(Db::Sqlite).await
+}
+
+/// A practice left alone while a large backlog of changes built up: its
+/// incremental pass is cut short again and again (the process dies after a
+/// few pages). Each attempt goes on from the last page the one before
+/// landed, so the backlog is pulled once, not from its start every time,
+/// and the practice catches up with nothing lost (issue 12).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_backlog_catches_up_across_attempts_cut_short() -> Result<()> {
+    let fixture = Fixture::new(Db::Postgres, 23, Size::Small).await?;
+    let worker = fixture.worker(small_chunks())?;
+    fixture.initial(&worker).await?;
+    drop(worker);
+    // The backlog: 3,000 new patients, 60 pages of 50.
+    fixture
+        .sim
+        .mutate(
+            0,
+            &MutateRequest {
+                resource: Some("patients".into()),
+                creates: 3000,
+                updates: 0,
+                deletes: 0,
+                seed: 23,
+            },
+        )
+        .await?;
+    fixture.sim.reset_counters().await?;
+    let concurrency = 3;
+    let pages = Arc::new(AtomicU64::new(0));
+    let (mut cut, mut lives) = (0u32, 0u32);
+    loop {
+        // Cut the first attempts short after ten pages of the backlog
+        // (each attempt one delivery of the job's message, of the queue's
+        // 20), then let one run to its end.
+        let cut_after = if cut < 5 {
+            pages.load(Ordering::SeqCst) + 10
+        } else {
+            u64::MAX
+        };
+        // One process's life: its own connections, queue adapter and worker.
+        let store = store::Store::connect(fixture.store.url()).await?;
+        let queue = Queue::from(DbQueue::new(store.clone(), *fixture.queue.settings()));
+        let counter = pages.clone();
+        let syncer = Syncer::new(
+            store.clone(),
+            fixture.archive.clone(),
+            SyncConfig {
+                concurrency,
+                ..small_chunks()
+            },
+        )
+        .with_progress(move |landed| {
+            if landed.resource == Resource::Patients {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        let worker = fixture.worker_in(&store, syncer, queue.clone())?;
+        let run = control::sync_and_wait(&store, &queue, &worker, PRACTICE, SYNC_LIMIT);
+        let watch = async {
+            while pages.load(Ordering::SeqCst) < cut_after {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        };
+        let finished = tokio::select! {
+            synced = run => Some(synced?),
+            () = watch => None,
+        };
+        store.close().await;
+        lives += 1;
+        ensure!(
+            lives < 400,
+            "the backlog never caught up ({cut} attempts cut short)"
+        );
+        match finished {
+            // This life's sync ran to its end (a life that only found the
+            // job of a cut-short one still queued goes round again).
+            Some(synced)
+                if synced
+                    .runs
+                    .last()
+                    .is_some_and(|r| r.status == RunState::Succeeded) =>
+            {
+                break;
+            }
+            // The cut-short job's message is still invisible: wait for it.
+            Some(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            None => {
+                cut += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    ensure!(cut == 5, "the pass was cut short only {cut} times");
+    fixture
+        .assert_converged(&format!("after {cut} attempts cut short"))
+        .await?;
+    // The backlog's pages (every other resource asks its one unchanged
+    // page again in each attempt, as it should).
+    let requests = page_requests(&fixture.sim).await?;
+    let refetched: u32 = requests
+        .iter()
+        .filter(|((path, _), _)| path.ends_with("/patients"))
+        .map(|(_, n)| n - 1)
+        .sum();
+    // Per cut, at most the page being landed and the next one, fetched
+    // meanwhile (a pass that started over would fetch every page of the
+    // attempts before again: ten more each time).
+    ensure!(
+        refetched <= cut * 2,
+        "{refetched} page requests repeated after {cut} attempts cut short: the pass started over"
+    );
+    let states = fixture.store.store.list_sync_states(PRACTICE).await?;
+    ensure!(
+        states.iter().all(|s| s.pass.is_none()),
+        "a finished pass left its cursor: {states:?}"
+    );
+    fixture.remove().await
 }

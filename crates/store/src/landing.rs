@@ -748,6 +748,34 @@ impl Store {
                     .await
                     .map_err(|e| db_error(backend, operation.as_str(), e))?;
                 }
+                Checkpoint::Pass(cursor) => {
+                    // A new pass replaces the cursor; the same pass only
+                    // moves it forward.
+                    sqlx::query(
+                        "INSERT INTO sync_state (practice_id, resource, landed_count, updated_at, \
+                         pass_started_at, pass_after_id, pass_max_seen) \
+                         VALUES ($1, $2, 0, $3, $4, $5, $6) ON CONFLICT (practice_id, resource) DO UPDATE SET \
+                         pass_after_id = CASE WHEN sync_state.pass_started_at = excluded.pass_started_at \
+                         AND sync_state.pass_after_id IS NOT NULL \
+                         AND (excluded.pass_after_id IS NULL OR excluded.pass_after_id < sync_state.pass_after_id) \
+                         THEN sync_state.pass_after_id ELSE excluded.pass_after_id END, \
+                         pass_max_seen = CASE WHEN sync_state.pass_started_at = excluded.pass_started_at \
+                         AND sync_state.pass_max_seen IS NOT NULL \
+                         AND (excluded.pass_max_seen IS NULL OR excluded.pass_max_seen < sync_state.pass_max_seen) \
+                         THEN sync_state.pass_max_seen ELSE excluded.pass_max_seen END, \
+                         pass_started_at = excluded.pass_started_at, \
+                         updated_at = excluded.updated_at",
+                    )
+                    .bind(practice_id)
+                    .bind(table.as_str())
+                    .bind(now)
+                    .bind(DbTime::new(cursor.started_at))
+                    .bind(cursor.after_id)
+                    .bind(cursor.max_seen.and_then(DbTime::new))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| practice_error(backend, "recording a pass's progress", practice_id, e))?;
+                }
                 Checkpoint::Watermark { watermark } => {
                     sqlx::query(
                         "INSERT INTO sync_state (practice_id, resource, watermark, landed_count, updated_at) \
@@ -756,6 +784,7 @@ impl Store {
                          OR excluded.watermark > sync_state.watermark \
                          THEN excluded.watermark ELSE sync_state.watermark END, \
                          landed_count = sync_state.landed_count + excluded.landed_count, \
+                         pass_started_at = NULL, pass_after_id = NULL, pass_max_seen = NULL, \
                          updated_at = excluded.updated_at",
                     )
                     .bind(practice_id)

@@ -66,6 +66,6 @@ pub use spec::{Kind, Table, UnknownTable};
 pub use store::Store;
 pub use values::{
     BadRecord, Checkpoint, Chunk, ChunkStatus, DEFAULT_SYNC_INTERVAL_MINUTES, LandOutcome,
-    LandedRow, NewChunk, NewPractice, PageRecords, Practice, PracticeStatus, RunState,
+    LandedRow, NewChunk, NewPractice, PageRecords, PassCursor, Practice, PracticeStatus, RunState,
     SYNC_INTERVALS_MINUTES, SyncPhase, SyncState, UnknownValue,
 };

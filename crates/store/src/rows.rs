@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use crate::db_time::{DbDate, DbTime};
 use crate::error::StoreError;
 use crate::spec::Table;
-use crate::values::{Chunk, Practice, SyncState};
+use crate::values::{Chunk, PassCursor, Practice, SyncState};
 
 /// Typed column access with the store's error, for either backend's rows.
 pub(crate) trait RowExt {
@@ -152,7 +152,8 @@ pub(crate) fn chunk(row: &impl RowExt) -> Result<Chunk, StoreError> {
 macro_rules! sync_state_columns {
     () => {
         "practice_id, resource, phase, watermark, landed_count, expected_count, last_error, \
-         updated_at, not_offered_since, failing_since"
+         updated_at, not_offered_since, failing_since, pass_started_at, pass_after_id, \
+         pass_max_seen"
     };
 }
 pub(crate) use sync_state_columns;
@@ -169,5 +170,13 @@ pub(crate) fn sync_state(row: &impl RowExt) -> Result<SyncState, StoreError> {
         updated_at: row.time("updated_at")?,
         not_offered_since: row.opt_time("not_offered_since")?,
         failing_since: row.opt_time("failing_since")?,
+        pass: match row.opt_time("pass_started_at")? {
+            Some(started_at) => Some(PassCursor {
+                started_at,
+                after_id: row.opt_int("pass_after_id")?,
+                max_seen: row.opt_time("pass_max_seen")?,
+            }),
+            None => None,
+        },
     })
 }

@@ -56,6 +56,20 @@ pub struct SyncState {
     /// Since when the resource has failed without a success in between
     /// (set with `last_error` when that was empty, cleared with it).
     pub failing_since: Option<OffsetDateTime>,
+    /// How far the incremental pass under way got, if one stopped before
+    /// its last page: the next attempt continues from it.
+    pub pass: Option<PassCursor>,
+}
+
+/// How far an incremental pass got ([`Checkpoint::Pass`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassCursor {
+    /// When the pass began.
+    pub started_at: OffsetDateTime,
+    /// The largest id it landed.
+    pub after_id: Option<i64>,
+    /// The largest `lastModified` it saw.
+    pub max_seen: Option<OffsetDateTime>,
 }
 
 /// A chunk of the initial sync to plan: the records of one resource with
@@ -136,8 +150,13 @@ pub enum Checkpoint {
         /// Whether this was the chunk's last page. A done chunk stays done.
         done: bool,
     },
+    /// How far an incremental pass got: a page that is not its last
+    /// (creates the sync state if missing). Within one pass (the same
+    /// `started_at`) the cursor never moves backwards.
+    Pass(PassCursor),
     /// The incremental watermark of the page's table (never moves
-    /// backwards; creates the sync state if missing).
+    /// backwards; creates the sync state if missing). The pass's last
+    /// page: it also clears the pass's cursor.
     Watermark {
         /// The new watermark.
         watermark: OffsetDateTime,

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ascend_client::{AscendId, ClientError, ErrorClass, ListQuery, OrgClient, Page, Resource};
 use blob::{Archive, PageKey};
 use store::{
-    BadRecord, Checkpoint, Chunk, LandOutcome, LandedRow, NewChunk, PageRecords, Store, SyncPhase,
-    Table,
+    BadRecord, Checkpoint, Chunk, LandOutcome, LandedRow, NewChunk, PageRecords, PassCursor, Store,
+    SyncPhase, Table,
 };
 use sync_core::plan::{self, ChunkWindow, IdRange};
 use sync_core::{Scope, watermark};
@@ -569,7 +569,18 @@ impl Syncer {
         let result: Result<(), SyncError> = async {
             let t = table(resource);
             let state = self.store.get_sync_state(practice_id, t).await?;
-            let started = OffsetDateTime::now_utc();
+            // A pass an earlier attempt began and did not finish goes on
+            // from its last landed page, with its own start (which bounds
+            // the watermark it will set) and what it had seen.
+            let resumed = state.as_ref().and_then(|s| s.pass);
+            let started = resumed.map_or_else(OffsetDateTime::now_utc, |p| p.started_at);
+            if let Some(pass) = resumed {
+                tracing::info!(
+                    resource = %resource,
+                    after_id = pass.after_id,
+                    "continuing the incremental pass an earlier attempt began"
+                );
+            }
             // No watermark: the resource was not offered when the initial
             // sync was planned. Its first answer is a pull of its whole
             // history, whose last page sets its first watermark.
@@ -584,8 +595,12 @@ impl Syncer {
                 ),
             };
             let first_pull = state.as_ref().and_then(|s| s.watermark).is_none();
-            let mut pager = org.keyset(resource, self.query(filter), None);
-            let mut max_seen: Option<OffsetDateTime> = None;
+            let after = resumed
+                .and_then(|p| p.after_id)
+                .and_then(|id| u64::try_from(id).ok())
+                .map(AscendId);
+            let mut pager = org.keyset(resource, self.query(filter), after);
+            let mut max_seen: Option<OffsetDateTime> = resumed.and_then(|p| p.max_seen);
             while let Some(page) = pager.next_page().await? {
                 max_seen = page
                     .records
@@ -602,7 +617,20 @@ impl Syncer {
                         },
                     }
                 } else {
-                    Checkpoint::None
+                    // How far the pass got, landed with the page: where
+                    // the pager goes on (past records set aside too), or
+                    // the largest id landed when that does not fit the
+                    // store's ids.
+                    let fits = |id: AscendId| i64::try_from(id.0).ok();
+                    let after_id = pager
+                        .after_id()
+                        .and_then(fits)
+                        .or_else(|| page.records.iter().map(|r| r.id).max().and_then(fits));
+                    Checkpoint::Pass(PassCursor {
+                        started_at: started,
+                        after_id,
+                        max_seen,
+                    })
                 };
                 let fetched = page.entries() as u64;
                 let landing =

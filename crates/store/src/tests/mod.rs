@@ -57,6 +57,7 @@ on_both_backends!(
     failed_page_moves_neither_rows_nor_checkpoint,
     chunk_cursor_advances_with_rows,
     watermark_never_regresses,
+    a_pass_cursor_moves_forward_and_the_watermark_clears_it,
     typed_extraction,
     garbage_values_are_null_and_the_row_is_kept,
     nul_characters_land,
@@ -704,6 +705,72 @@ async fn chunk_cursor_advances_with_rows(store: Store) {
             .expect("lists")
             .is_empty()
     );
+}
+
+async fn a_pass_cursor_moves_forward_and_the_watermark_clears_it(store: Store) {
+    with_practice(&store).await;
+    let table = Table::Patients;
+    let raw = json!({"id": "1"}).to_string();
+    let rows = [LandedRow {
+        id: 1,
+        last_modified: None,
+        raw: &raw,
+    }];
+    let cursor = |started: &str, after_id: i64, seen: &str| crate::PassCursor {
+        started_at: ts(started),
+        after_id: Some(after_id),
+        max_seen: Some(ts(seen)),
+    };
+    let pass = |store: &Store| {
+        let store = store.clone();
+        async move {
+            store
+                .get_sync_state(PRACTICE, table)
+                .await
+                .expect("reads")
+                .expect("created")
+                .pass
+        }
+    };
+    let first = cursor("2026-03-05T10:00:00Z", 500, "2026-03-05T09:00:00Z");
+    store
+        .land_page(PRACTICE, table, &rows, Checkpoint::Pass(first))
+        .await
+        .expect("lands");
+    assert_eq!(pass(&store).await, Some(first));
+    // The same pass, a page landed late (behind): the cursor stays ahead.
+    let behind = cursor("2026-03-05T10:00:00Z", 300, "2026-03-05T08:00:00Z");
+    store
+        .land_page(PRACTICE, table, &rows, Checkpoint::Pass(behind))
+        .await
+        .expect("lands");
+    assert_eq!(pass(&store).await, Some(first));
+    let ahead = cursor("2026-03-05T10:00:00Z", 900, "2026-03-05T09:30:00Z");
+    store
+        .land_page(PRACTICE, table, &rows, Checkpoint::Pass(ahead))
+        .await
+        .expect("lands");
+    assert_eq!(pass(&store).await, Some(ahead));
+    // A new pass starts its own cursor.
+    let next = cursor("2026-03-05T11:00:00Z", 100, "2026-03-05T10:30:00Z");
+    store
+        .land_page(PRACTICE, table, &rows, Checkpoint::Pass(next))
+        .await
+        .expect("lands");
+    assert_eq!(pass(&store).await, Some(next));
+    // Its last page sets the watermark and ends the pass.
+    store
+        .land_page(
+            PRACTICE,
+            table,
+            &rows,
+            Checkpoint::Watermark {
+                watermark: ts("2026-03-05T10:30:00Z"),
+            },
+        )
+        .await
+        .expect("lands");
+    assert_eq!(pass(&store).await, None);
 }
 
 async fn watermark_never_regresses(store: Store) {

@@ -127,6 +127,7 @@ async fn landed_table_names(store: &Store) -> Vec<String> {
                 | "audit_log"
                 | "admin_tokens"
                 | "quarantine"
+                | "org_budgets"
         )
     });
     names.sort();

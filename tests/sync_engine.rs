@@ -552,6 +552,49 @@ async fn a_failed_page_resumes_after_the_last_committed_page_on_sqlite() -> Resu
     Ok(())
 }
 
+/// One process's life: its own connections, queue adapter and worker
+/// (`concurrency` chunks or resources at once), running Force Sync Now
+/// until the practice's sync ends (`Some`), or until the landed pages of
+/// the resources `counted` picks, summed in `pages`, reach `die_at`
+/// (`None`: the process is gone, and so are its connections).
+async fn one_life(
+    fixture: &Fixture,
+    concurrency: usize,
+    pages: &Arc<AtomicU64>,
+    die_at: u64,
+    counted: fn(Resource) -> bool,
+) -> Result<Option<control::Synced>> {
+    let store = store::Store::connect(fixture.store.url()).await?;
+    let queue = Queue::from(DbQueue::new(store.clone(), *fixture.queue.settings()));
+    let counter = pages.clone();
+    let syncer = Syncer::new(
+        store.clone(),
+        fixture.archive.clone(),
+        SyncConfig {
+            concurrency,
+            ..small_chunks()
+        },
+    )
+    .with_progress(move |landed| {
+        if counted(landed.resource) {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let worker = fixture.worker_in(&store, syncer, queue.clone())?;
+    let run = control::sync_and_wait(&store, &queue, &worker, PRACTICE, SYNC_LIMIT);
+    let watch = async {
+        while pages.load(Ordering::SeqCst) < die_at {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    let finished = tokio::select! {
+        synced = run => Some(synced?),
+        () = watch => None,
+    };
+    store.close().await;
+    Ok(finished)
+}
+
 /// The process dies (the worker, its jobs and its database connections are
 /// dropped) after a random number of pages, again and again; every restart
 /// (a new process: new connections) resumes from what was committed (the
@@ -571,34 +614,8 @@ async fn survives_kills(db: Db, seed: u64) -> Result<()> {
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         let kill_after = pages.load(Ordering::SeqCst) + 10 + (rng >> 33) % 30;
-        // One process's life: its own connections, queue adapter and worker.
-        let store = store::Store::connect(fixture.store.url()).await?;
-        let queue = Queue::from(DbQueue::new(store.clone(), *fixture.queue.settings()));
-        let counter = pages.clone();
-        let syncer = Syncer::new(
-            store.clone(),
-            fixture.archive.clone(),
-            SyncConfig {
-                concurrency: concurrency as usize,
-                ..small_chunks()
-            },
-        )
-        .with_progress(move |_| {
-            counter.fetch_add(1, Ordering::SeqCst);
-        });
-        let worker = fixture.worker_in(&store, syncer, queue.clone())?;
-        let run = control::sync_and_wait(&store, &queue, &worker, PRACTICE, SYNC_LIMIT);
-        let watch = async {
-            while pages.load(Ordering::SeqCst) < kill_after {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        };
-        let finished = tokio::select! {
-            synced = run => Some(synced?),
-            () = watch => None,
-        };
-        // The process is gone: so are its connections.
-        store.close().await;
+        let finished =
+            one_life(&fixture, concurrency as usize, &pages, kill_after, |_| true).await?;
         match finished {
             Some(synced) if synced.practice.status == PracticeStatus::Active => break,
             Some(synced) => anyhow::bail!(
@@ -1706,35 +1723,10 @@ async fn a_long_backlog_catches_up_across_attempts_cut_short() -> Result<()> {
         } else {
             u64::MAX
         };
-        // One process's life: its own connections, queue adapter and worker.
-        let store = store::Store::connect(fixture.store.url()).await?;
-        let queue = Queue::from(DbQueue::new(store.clone(), *fixture.queue.settings()));
-        let counter = pages.clone();
-        let syncer = Syncer::new(
-            store.clone(),
-            fixture.archive.clone(),
-            SyncConfig {
-                concurrency,
-                ..small_chunks()
-            },
-        )
-        .with_progress(move |landed| {
-            if landed.resource == Resource::Patients {
-                counter.fetch_add(1, Ordering::SeqCst);
-            }
-        });
-        let worker = fixture.worker_in(&store, syncer, queue.clone())?;
-        let run = control::sync_and_wait(&store, &queue, &worker, PRACTICE, SYNC_LIMIT);
-        let watch = async {
-            while pages.load(Ordering::SeqCst) < cut_after {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        };
-        let finished = tokio::select! {
-            synced = run => Some(synced?),
-            () = watch => None,
-        };
-        store.close().await;
+        let finished = one_life(&fixture, concurrency, &pages, cut_after, |r| {
+            r == Resource::Patients
+        })
+        .await?;
         lives += 1;
         ensure!(
             lives < 400,

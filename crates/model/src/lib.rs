@@ -16,10 +16,12 @@
 //!   the queue sends, delivers, dead-letters and counts, on SQS and on the
 //!   database alike.
 //! - [`OrgBudget`]: an organization's request budget, kept for the fleet.
+//! - [`DeleteDetection`]: what found a record Ascend no longer lists.
 
 #[macro_use]
 mod text;
 mod budget;
+mod deletes;
 pub mod job;
 mod practice;
 mod queue;
@@ -29,6 +31,7 @@ mod resource;
 mod tests;
 
 pub use budget::OrgBudget;
+pub use deletes::DeleteDetection;
 pub use job::{JOB_VERSION, Job, JobError, JobKind, JobMeta, Trigger};
 pub use practice::{
     ClaimChange, DEFAULT_SYNC_INTERVAL_MINUTES, ErrorClass, Holder, NewPractice, Practice,

@@ -124,6 +124,16 @@ pub enum StoreError {
         what: &'static str,
     },
 
+    /// A reconciliation asked for a start window on a table without one.
+    #[error(
+        "table {table} has no start column to window a reconciliation by (only appointments \
+         has); this is a bug in the caller"
+    )]
+    NoStartColumn {
+        /// The table asked for.
+        table: Table,
+    },
+
     /// A checkpoint named a chunk that does not exist.
     #[error(
         "sync chunk {chunk_id} does not exist; nothing of this page was written. The initial \

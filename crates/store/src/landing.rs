@@ -35,6 +35,7 @@ use time::OffsetDateTime;
 use crate::db_time::DbTime;
 use crate::error::{Backend, StoreError, db_error};
 use crate::extract::{Record, Value, date_text, timestamp_text, without_nul_escapes};
+use crate::deletes::DeleteSql;
 use crate::quarantine::{QuarantineSql, SetAside};
 use crate::rows::RowExt;
 use crate::spec::{Kind, Table, TableSpec};
@@ -234,8 +235,9 @@ trait Lander {
     async fn savepoint(&mut self, sql: &'static str) -> Result<(), sqlx::Error>;
 
     /// Whether [`Lander::upsert_rows`] already removes the rows it writes
-    /// from the quarantine (Postgres, in the same statement); else the
-    /// landing does it with [`QuarantineSql::release`].
+    /// from the quarantine and cancels their captured deletes (Postgres, in
+    /// the same statement); else the landing does it with
+    /// [`QuarantineSql::release`] and [`DeleteSql::cancel`].
     fn upsert_releases_quarantine(&self) -> bool;
 }
 
@@ -439,12 +441,14 @@ fn build_pg_upsert(spec: &TableSpec) -> String {
         "u.raw::jsonb".to_owned(),
         "$2".to_owned(),
     ]);
-    // The rows written leave the quarantine in the same statement (one
-    // round trip): a data-modifying CTE runs whether it is read or not, and
+    // The rows written leave the quarantine, and cancel their captured
+    // deletes, in the same statement (one round trip): a data-modifying CTE runs whether it is read or not, and
     // a refused statement undoes it with the rest.
     format!(
         "WITH released AS (DELETE FROM quarantine q WHERE q.practice_id = $1 \
-         AND q.resource = '{table}' AND q.record_key = ANY(ARRAY(SELECT i::text FROM UNNEST($3::bigint[]) AS i))) \
+         AND q.resource = '{table}' AND q.record_key = ANY(ARRAY(SELECT i::text FROM UNNEST($3::bigint[]) AS i))), \
+         cancelled AS (DELETE FROM captured_deletes c WHERE c.practice_id = $1 \
+         AND c.resource = '{table}' AND c.record_id = ANY($3::bigint[])) \
          INSERT INTO {table} AS t ({columns}) SELECT {select} FROM UNNEST({arrays}) AS u({aliases}){conflict}",
         table = spec.table.as_str(),
         columns = column_list(spec),
@@ -681,6 +685,17 @@ impl Store {
                 .map_err(|e| {
                     practice_error(backend, "releasing quarantined records", practice_id, e)
                 })?;
+            // A record landed is listed again: its captured delete, if
+            // any, is cancelled in the same transaction (Postgres: in the
+            // upsert).
+            if !Lander::upsert_releases_quarantine(&*tx) {
+                let landed_ids: Vec<i64> = landed().map(|r| r.id).collect();
+                DeleteSql::cancel(&mut *tx, practice_id, table, &landed_ids)
+                    .await
+                    .map_err(|e| {
+                        practice_error(backend, "cancelling captured deletes", practice_id, e)
+                    })?;
+            }
             let owned: Vec<SetAside<'_>> = aside
                 .iter()
                 .map(|s| SetAside {

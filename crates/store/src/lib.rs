@@ -16,6 +16,9 @@
 //! - **connections** (`connections.rs`): each practice's credentials as the
 //!   vault sealed them (never plaintext), the audit log of lifecycle changes
 //!   and refusals, and admin tokens (their SHA-256 only);
+//! - **captured deletes** (`deletes.rs`): landed records Ascend no longer
+//!   lists, found by the workers' reconciliation, waiting for the nightly
+//!   role; a record seen again leaves them in the transaction that sees it;
 //! - **request budgets** (`budget.rs`): one row per organization that every
 //!   worker of the fleet claims its Ascend requests from, a slice at a time.
 //!
@@ -31,6 +34,7 @@
 mod budget;
 mod connections;
 mod db_time;
+mod deletes;
 mod error;
 mod extract;
 mod history;
@@ -51,6 +55,7 @@ mod tests;
 pub use connections::{
     AdminToken, AuditEntry, AuditOutcome, AuditRecord, NewAdminToken, Role, SealedCredentials,
 };
+pub use deletes::LandedKey;
 pub use error::{Backend, StoreError};
 pub use extract::Value;
 pub use history::{

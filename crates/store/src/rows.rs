@@ -153,7 +153,7 @@ macro_rules! sync_state_columns {
     () => {
         "practice_id, resource, phase, watermark, landed_count, expected_count, last_error, \
          updated_at, not_offered_since, failing_since, pass_started_at, pass_after_id, \
-         pass_max_seen"
+         pass_max_seen, reconciled_at"
     };
 }
 pub(crate) use sync_state_columns;
@@ -178,5 +178,6 @@ pub(crate) fn sync_state(row: &impl RowExt) -> Result<SyncState, StoreError> {
             }),
             None => None,
         },
+        reconciled_at: row.opt_time("reconciled_at")?,
     })
 }

@@ -59,6 +59,8 @@ pub struct SyncState {
     /// How far the incremental pass under way got, if one stopped before
     /// its last page: the next attempt continues from it.
     pub pass: Option<PassCursor>,
+    /// When the whole resource was last reconciled (deletes, issue 13).
+    pub reconciled_at: Option<OffsetDateTime>,
 }
 
 /// How far an incremental pass got ([`Checkpoint::Pass`]).

@@ -128,6 +128,8 @@ async fn landed_table_names(store: &Store) -> Vec<String> {
                 | "admin_tokens"
                 | "quarantine"
                 | "org_budgets"
+                | "captured_deletes"
+                | "deleted_records"
         )
     });
     names.sort();

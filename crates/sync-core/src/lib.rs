@@ -12,6 +12,8 @@
 //!   changes and what becomes of its message (the worker only executes them).
 //! - [`plan`]: the initial sync's chunks: id ranges sized from
 //!   `meta.pagination.total`, priority windows first.
+//! - [`reconcile`]: finding deletes: counts compared range by range, ids
+//!   listed only where they differ, every candidate confirmed by id.
 //! - [`watermark`]: the incremental sync's `lastModified` watermark, its
 //!   overlap, and how it moves.
 //! - [`replay`]: reading archived records back into landable rows.
@@ -22,6 +24,7 @@
 pub mod budget;
 pub mod job;
 pub mod plan;
+pub mod reconcile;
 pub mod replay;
 pub mod schedule;
 pub mod scope;

@@ -213,6 +213,148 @@ impl Fixture {
             .await
     }
 
+    /// Creates, updates and deletes records of `resource` (or of every
+    /// resource) in the simulator.
+    async fn churn(
+        &self,
+        resource: Option<Resource>,
+        [creates, updates, deletes]: [usize; 3],
+        seed: u64,
+    ) -> Result<MutateResult> {
+        self.sim
+            .mutate(
+                0,
+                &MutateRequest {
+                    resource: resource.map(|r| r.path().trim_start_matches("/v1/").to_owned()),
+                    creates,
+                    updates,
+                    deletes,
+                    seed,
+                },
+            )
+            .await
+    }
+
+    /// The ids of `resource` in the practice's scope that Ascend lists now.
+    async fn source_ids(&self, resource: Resource) -> Result<BTreeSet<i64>> {
+        let snapshot = self.sim.snapshot(0, resource, true).await?;
+        Ok(snapshot
+            .iter()
+            .filter(|e| {
+                e.record
+                    .as_ref()
+                    .is_some_and(|r| self.scope.contains(resource, r))
+            })
+            .filter_map(|e| e.id.parse().ok())
+            .collect())
+    }
+
+    /// The practice's pending captured deletes of `resource`.
+    async fn captured(&self, resource: Resource) -> Result<BTreeSet<i64>> {
+        let table: Table = resource.name().parse()?;
+        Ok(self
+            .store
+            .store
+            .captured_delete_ids(PRACTICE, table)
+            .await?
+            .into_iter()
+            .collect())
+    }
+
+    /// The ids of the practice's landed rows of `resource`.
+    async fn landed(&self, resource: Resource) -> Result<BTreeSet<i64>> {
+        let table: Table = resource.name().parse()?;
+        Ok(self
+            .store
+            .store
+            .landed_ids(PRACTICE, table)
+            .await?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect())
+    }
+
+    /// Marks every resource reconciled whole just now, so a cycle
+    /// reconciles only the hot window.
+    async fn reconciled_now(&self) -> Result<()> {
+        for &resource in Resource::ALL {
+            self.store
+                .store
+                .set_reconciled_at(
+                    PRACTICE,
+                    resource.name().parse()?,
+                    OffsetDateTime::now_utc(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Runs cycles until every resource has been reconciled whole since
+    /// `since`; fails on a cycle that did not succeed.
+    async fn reconcile_everything(&self, worker: &Worker, since: OffsetDateTime) -> Result<()> {
+        for _ in 0..Resource::ALL.len() {
+            let mut due = false;
+            for &resource in Resource::ALL {
+                let state = self
+                    .store
+                    .store
+                    .get_sync_state(PRACTICE, resource.name().parse()?)
+                    .await?;
+                due |= state.is_some_and(|s| {
+                    s.watermark.is_some()
+                        && s.not_offered_since.is_none()
+                        && s.reconciled_at.is_none_or(|at| at < since)
+                });
+            }
+            if !due {
+                return Ok(());
+            }
+            let run = self.incremental(worker).await?;
+            ensure!(run.status == RunState::Succeeded, "{run:?}");
+        }
+        anyhow::bail!("some resource was never reconciled whole")
+    }
+
+    /// What must hold after every cycle, deletes or not: nothing captured
+    /// that Ascend still lists for the practice; every captured record
+    /// still landed (until the nightly role applies it); every record
+    /// Ascend lists landed and equal to the source, record by record.
+    /// Returns the captured ids of every resource.
+    async fn assert_captured_only_deletes(&self, when: &str) -> Result<BTreeSet<(Resource, i64)>> {
+        let mut all = BTreeSet::new();
+        for &resource in Resource::ALL {
+            let captured = self.captured(resource).await?;
+            let source = self.source_ids(resource).await?;
+            let landed = self.landed(resource).await?;
+            let wrong: Vec<_> = captured.intersection(&source).take(5).collect();
+            ensure!(
+                wrong.is_empty(),
+                "{when}: {resource}: live records captured as deleted: {wrong:?}"
+            );
+            ensure!(
+                captured.is_subset(&landed),
+                "{when}: {resource}: a captured row left the landed table before the nightly pass"
+            );
+            // Landed rows Ascend no longer lists: captured, or waiting
+            // for their resource's whole reconciliation.
+            let except: Vec<u64> = landed.difference(&source).map(|id| *id as u64).collect();
+            system_tests::assert_table_equals_source_except(
+                &self.sim,
+                0,
+                &self.store.store,
+                PRACTICE,
+                self.scope,
+                resource,
+                &except,
+            )
+            .await
+            .with_context(|| when.to_string())?;
+            all.extend(captured.into_iter().map(|id| (resource, id)));
+        }
+        Ok(all)
+    }
+
     async fn assert_converged(&self, when: &str) -> Result<usize> {
         let mut total = 0;
         for &resource in Resource::ALL {
@@ -267,9 +409,11 @@ async fn converges(db: Db, seed: u64) -> Result<()> {
     ensure!(landed > 1000, "seed {seed}: only {landed} records in scope");
 
     for cycle in 0..3u64 {
-        let changes = fixture.change(40, 60, seed * 100 + cycle).await?;
+        let changes = fixture
+            .churn(None, [40, 60, 15], seed * 100 + cycle)
+            .await?;
         ensure!(
-            changes.created.len() + changes.updated.len() > 0,
+            changes.created.len() + changes.updated.len() > 0 && !changes.deleted.is_empty(),
             "seed {seed}: nothing changed"
         );
         let run = fixture.incremental(&worker).await?;
@@ -280,10 +424,23 @@ async fn converges(db: Db, seed: u64) -> Result<()> {
             run.status,
             run.error_message
         );
+        // Every landed row equals the source but the captured deletes,
+        // which Ascend no longer lists and which stay landed until the
+        // nightly pass.
         fixture
-            .assert_converged(&format!("seed {seed} after cycle {cycle}"))
+            .assert_captured_only_deletes(&format!("seed {seed} after cycle {cycle}"))
             .await?;
     }
+    // Once every resource has been reconciled whole, every delete is
+    // captured.
+    let since = OffsetDateTime::now_utc();
+    fixture
+        .reconciled_at(since - time::Duration::hours(25))
+        .await?;
+    fixture.reconcile_everything(&worker, since).await?;
+    fixture
+        .assert_every_delete_captured(&format!("seed {seed}"))
+        .await?;
     fixture.remove().await
 }
 
@@ -669,6 +826,9 @@ async fn an_unchanged_practice_costs_one_call_per_resource() -> Result<()> {
     let worker = fixture.worker(small_chunks())?;
     fixture.initial(&worker).await?;
     fixture.incremental(&worker).await?;
+    // Every resource reconciled whole today: the cycle reconciles the hot
+    // window only.
+    fixture.reconciled_now().await?;
     fixture.sim.reset_counters().await?;
     let run = fixture.incremental(&worker).await?;
     ensure!(run.status == RunState::Succeeded, "{run:?}");
@@ -679,11 +839,37 @@ async fn an_unchanged_practice_costs_one_call_per_resource() -> Result<()> {
             .get(&format!("GET {}", resource.path()))
             .copied()
             .unwrap_or(0);
+        // The hot window's reconciliation: two counts (the total, and at
+        // or before the watermark) when nothing was deleted.
+        let allowed = match resource {
+            Resource::Patients | Resource::Appointments => 1 + 2,
+            _ => 1,
+        };
         ensure!(
-            calls <= 1,
-            "{resource}: {calls} calls for an unchanged practice"
+            calls <= allowed,
+            "{resource}: {calls} calls for an unchanged practice (at most {allowed})"
         );
     }
+    // A whole reconciliation of an unchanged resource: two counts more.
+    fixture
+        .reconciled_at(OffsetDateTime::now_utc() - time::Duration::hours(25))
+        .await?;
+    fixture.sim.reset_counters().await?;
+    let run = fixture.incremental(&worker).await?;
+    ensure!(run.status == RunState::Succeeded, "{run:?}");
+    let counters = fixture.sim.counters(0).await?;
+    let total: u64 = counters
+        .calls
+        .iter()
+        .filter(|(k, _)| k.starts_with("GET "))
+        .map(|(_, n)| *n)
+        .sum();
+    let most =
+        Resource::ALL.len() as u64 + 2 * 2 + 2 * sync_core::reconcile::WHOLE_PER_CYCLE as u64;
+    ensure!(
+        total <= most,
+        "{total} calls for an unchanged practice with whole reconciliations due (at most {most})"
+    );
     ensure!(
         counters.token_requests == 0,
         "a token was fetched again: {counters:?}"
@@ -1776,4 +1962,283 @@ async fn a_long_backlog_catches_up_across_attempts_cut_short() -> Result<()> {
         "a finished pass left its cursor: {states:?}"
     );
     fixture.remove().await
+}
+
+// Deletes (issue 13): captured by the workers' reconciliation, the landed
+// rows kept until the nightly role applies them.
+
+impl Fixture {
+    /// Marks every resource last reconciled whole at `at`.
+    async fn reconciled_at(&self, at: OffsetDateTime) -> Result<()> {
+        for &resource in Resource::ALL {
+            self.store
+                .store
+                .set_reconciled_at(PRACTICE, resource.name().parse()?, at)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Appointments of the practice that Ascend lists now, with a start in
+    /// the hot window.
+    async fn hot_appointments(&self) -> Result<Vec<i64>> {
+        let (from, to) = sync_core::reconcile::hot_window(OffsetDateTime::now_utc());
+        let snapshot = self.sim.snapshot(0, Resource::Appointments, true).await?;
+        Ok(snapshot
+            .iter()
+            .filter_map(|e| e.record.as_ref().map(|r| (e, r)))
+            .filter(|(_, r)| self.scope.contains(Resource::Appointments, r))
+            .filter(|(_, r)| {
+                r["start"]
+                    .as_str()
+                    .and_then(|s| instant(s).ok())
+                    .is_some_and(|s| s >= from && s < to)
+            })
+            .filter_map(|(e, _)| e.id.parse().ok())
+            .collect())
+    }
+
+    /// Every landed record that Ascend no longer lists is captured, and
+    /// nothing else.
+    async fn assert_every_delete_captured(&self, when: &str) -> Result<usize> {
+        let mut n = 0;
+        for &resource in Resource::ALL {
+            let landed = self.landed(resource).await?;
+            let source = self.source_ids(resource).await?;
+            let gone: BTreeSet<i64> = landed.difference(&source).copied().collect();
+            let captured = self.captured(resource).await?;
+            ensure!(
+                gone == captured,
+                "{when}: {resource}: {} landed rows Ascend no longer lists, {} captured (not captured: {:?})",
+                gone.len(),
+                captured.len(),
+                gone.difference(&captured).take(5).collect::<Vec<_>>()
+            );
+            n += gone.len();
+        }
+        Ok(n)
+    }
+}
+
+/// A cycle captures the hot window's deletes at once (appointments from
+/// 30 days back to a year ahead, every patient), a create and a delete in
+/// one cycle included; the rest are captured once every resource has been
+/// reconciled whole. No live record is captured, and every captured row
+/// stays landed.
+async fn deletes_are_captured(db: Db, seed: u64) -> Result<()> {
+    let fixture = Fixture::new(db, seed, Size::Small).await?;
+    let worker = fixture.worker(small_chunks())?;
+    fixture.initial(&worker).await?;
+    // No whole reconciliation due: the next cycle reconciles the hot
+    // window only.
+    fixture.reconciled_now().await?;
+    let patients = fixture
+        .churn(Some(Resource::Patients), [1, 0, 3], seed)
+        .await?;
+    let hot: Vec<i64> = fixture
+        .hot_appointments()
+        .await?
+        .into_iter()
+        .take(3)
+        .collect();
+    ensure!(
+        hot.len() == 3,
+        "seed {seed}: no appointments in the hot window"
+    );
+    for id in &hot {
+        fixture
+            .sim
+            .api(
+                0,
+                reqwest::Method::DELETE,
+                &format!("/v1/appointments/{id}"),
+                None,
+            )
+            .await?;
+    }
+    let history = fixture
+        .churn(Some(Resource::PatientProcedures), [0, 0, 5], seed + 1)
+        .await?;
+    let run = fixture.incremental(&worker).await?;
+    ensure!(run.status == RunState::Succeeded, "{run:?}");
+
+    let captured = fixture
+        .assert_captured_only_deletes("after one cycle")
+        .await?;
+    for id in &patients.deleted {
+        let id: i64 = id.parse()?;
+        ensure!(
+            captured.contains(&(Resource::Patients, id)),
+            "deleted patient {id} not captured in one cycle"
+        );
+    }
+    for id in &hot {
+        ensure!(
+            captured.contains(&(Resource::Appointments, *id)),
+            "deleted appointment {id} of the hot window not captured in one cycle"
+        );
+    }
+    let created: i64 = patients
+        .created
+        .first()
+        .context("no patient created")?
+        .parse()?;
+    ensure!(
+        fixture.landed(Resource::Patients).await?.contains(&created),
+        "the patient created with the deletes did not land"
+    );
+    ensure!(
+        !captured
+            .iter()
+            .any(|(r, _)| *r == Resource::PatientProcedures),
+        "procedures were reconciled whole although none was due"
+    );
+    ensure!(!history.deleted.is_empty(), "no procedure deleted");
+
+    // A day later every resource is reconciled whole, a few per cycle.
+    let since = OffsetDateTime::now_utc();
+    fixture
+        .reconciled_at(since - time::Duration::hours(25))
+        .await?;
+    fixture.reconcile_everything(&worker, since).await?;
+    fixture
+        .assert_captured_only_deletes("after every resource was reconciled")
+        .await?;
+    let n = fixture
+        .assert_every_delete_captured("after every resource was reconciled")
+        .await?;
+    ensure!(n >= 3 + 3, "seed {seed}: only {n} deletes in scope");
+    fixture.remove().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_are_captured_on_postgres() -> Result<()> {
+    deletes_are_captured(Db::Postgres, 2).await?;
+    deletes_are_captured(Db::Postgres, 3).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_are_captured_on_sqlite() -> Result<()> {
+    deletes_are_captured(Db::Sqlite, 4).await?;
+    deletes_are_captured(Db::Sqlite, 5).await
+}
+
+/// A captured record that Ascend lists again leaves the captured deletes:
+/// listed by the cycle's reconciliation (a patient), or landed from an
+/// incremental page (a provider changed in Ascend; providers are not
+/// reconciled in this cycle).
+async fn seen_again(db: Db) -> Result<()> {
+    let fixture = Fixture::new(db, 6, Size::Small).await?;
+    let worker = fixture.worker(small_chunks())?;
+    fixture.initial(&worker).await?;
+    fixture.reconciled_now().await?;
+    let patient = *fixture
+        .source_ids(Resource::Patients)
+        .await?
+        .iter()
+        .nth(10)
+        .context("no patients")?;
+    let changed = fixture
+        .churn(Some(Resource::Providers), [0, 1, 0], 6)
+        .await?;
+    let provider: i64 = changed
+        .updated
+        .first()
+        .context("no provider changed")?
+        .parse()?;
+    let store = &fixture.store.store;
+    let now = OffsetDateTime::now_utc();
+    let mut captured = 0;
+    for (table, id) in [(Table::Patients, patient), (Table::Providers, provider)] {
+        captured += store
+            .capture_deletes(PRACTICE, table, &[id], model::DeleteDetection::Daily, now)
+            .await?;
+    }
+    ensure!(captured == 2, "only {captured} captured");
+    let run = fixture.incremental(&worker).await?;
+    ensure!(run.status == RunState::Succeeded, "{run:?}");
+    ensure!(
+        fixture.captured(Resource::Patients).await?.is_empty(),
+        "a patient listed again is still captured"
+    );
+    ensure!(
+        fixture.captured(Resource::Providers).await?.is_empty(),
+        "a provider landed again is still captured"
+    );
+    fixture.assert_converged("after the cycle").await?;
+    fixture.remove().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_seen_again_cancels_its_capture_on_postgres() -> Result<()> {
+    seen_again(Db::Postgres).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_seen_again_cancels_its_capture_on_sqlite() -> Result<()> {
+    seen_again(Db::Sqlite).await
+}
+
+/// An appointment moved to another location leaves the practice of its
+/// old location: captured there as `left_scope` in the next cycle.
+async fn moved_out_of_scope(db: Db) -> Result<()> {
+    // An even seed: the practice is one location of its organization.
+    let fixture = Fixture::new(db, 8, Size::Small).await?;
+    let here = fixture
+        .scope
+        .location_id
+        .context("not a location's practice")?;
+    let elsewhere = fixture
+        .sim
+        .org(0)
+        .location_ids
+        .iter()
+        .filter_map(|l| l.parse::<u64>().ok())
+        .find(|l| *l != here)
+        .context("the organization has one location")?;
+    let worker = fixture.worker(small_chunks())?;
+    fixture.initial(&worker).await?;
+    fixture.reconciled_now().await?;
+    let moved = *fixture
+        .hot_appointments()
+        .await?
+        .first()
+        .context("no appointment in the hot window")?;
+    fixture
+        .sim
+        .api(
+            0,
+            reqwest::Method::PUT,
+            &format!("/v1/appointments/{moved}"),
+            Some(serde_json::json!({"location": {"id": elsewhere.to_string()}})),
+        )
+        .await?;
+    let run = fixture.incremental(&worker).await?;
+    ensure!(run.status == RunState::Succeeded, "{run:?}");
+    let captured = fixture
+        .store
+        .store
+        .captured_deletes(PRACTICE, Table::Appointments)
+        .await?;
+    ensure!(
+        captured.len() == 1
+            && captured[0].record_id == moved
+            && captured[0].how == model::DeleteDetection::LeftScope,
+        "{captured:?}"
+    );
+    fixture
+        .assert_captured_only_deletes("after the move")
+        .await?;
+    fixture.remove().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_appointment_moved_elsewhere_is_captured_for_its_old_location_on_postgres() -> Result<()>
+{
+    moved_out_of_scope(Db::Postgres).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_appointment_moved_elsewhere_is_captured_for_its_old_location_on_sqlite() -> Result<()> {
+    moved_out_of_scope(Db::Sqlite).await
 }

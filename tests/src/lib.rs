@@ -188,6 +188,49 @@ impl Sim {
         Ok(())
     }
 
+    /// A call to the public API as a practice's own software would make
+    /// it (a token, then `method path` with `body`): how a test moves an
+    /// appointment to another location. Returns the answer's JSON.
+    pub async fn api(
+        &self,
+        org: usize,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value> {
+        let info = self.org(org);
+        let token: serde_json::Value = self
+            .send(
+                self.http
+                    .post(format!("{}?grant_type=client_credentials", info.token_url))
+                    .basic_auth(&info.client_id, Some(&info.client_secret)),
+            )
+            .await?;
+        let token = token["access_token"]
+            .as_str()
+            .context("no access_token in the token answer")?;
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", info.api_base))
+            .bearer_auth(token)
+            .header("Organization-ID", &info.organization_id);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.timeout(Duration::from_secs(30)).send().await?;
+        let status = response.status();
+        let bytes = response.bytes().await?;
+        anyhow::ensure!(
+            status.is_success(),
+            "the simulator's API answered {status}: {}",
+            String::from_utf8_lossy(&bytes)
+        );
+        if bytes.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_slice(&bytes).context("the simulator's API answer")
+    }
+
     pub async fn shutdown(self) {
         self.running.shutdown().await;
     }

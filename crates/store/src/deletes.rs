@@ -28,6 +28,17 @@ use crate::store::{Inner, Store, practice_error, with_pool};
 /// A landed record's key for reconciling: its id and `last_modified`.
 pub type LandedKey = (i64, Option<OffsetDateTime>);
 
+/// A pending captured delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapturedDelete {
+    /// The landed record's id.
+    pub record_id: i64,
+    /// When a reconciliation found it absent.
+    pub detected_at: OffsetDateTime,
+    /// What found it.
+    pub how: DeleteDetection,
+}
+
 /// Cancelling captured deletes inside a transaction (the landing's).
 pub(crate) trait DeleteSql {
     /// Removes the pending captured deletes of `ids`: the records were
@@ -199,6 +210,35 @@ impl Store {
             .await
             .map_err(|e| practice_error(backend, "listing captured deletes", practice_id, e))?;
             rows.iter().map(|r| r.int("record_id")).collect()
+        })
+    }
+
+    /// A practice's pending captured deletes of `table`, in id order.
+    pub async fn captured_deletes(
+        &self,
+        practice_id: &str,
+        table: Table,
+    ) -> Result<Vec<CapturedDelete>, StoreError> {
+        let backend = self.backend();
+        with_pool!(self, |pool| {
+            let rows = sqlx::query(
+                "SELECT record_id, detected_at, how FROM captured_deletes WHERE practice_id = $1 \
+                 AND resource = $2 ORDER BY record_id",
+            )
+            .bind(practice_id)
+            .bind(table.as_str())
+            .fetch_all(pool)
+            .await
+            .map_err(|e| practice_error(backend, "listing captured deletes", practice_id, e))?;
+            rows.iter()
+                .map(|r| {
+                    Ok(CapturedDelete {
+                        record_id: r.int("record_id")?,
+                        detected_at: r.time("detected_at")?,
+                        how: r.parsed("how")?,
+                    })
+                })
+                .collect()
         })
     }
 

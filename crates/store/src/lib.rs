@@ -55,7 +55,7 @@ mod tests;
 pub use connections::{
     AdminToken, AuditEntry, AuditOutcome, AuditRecord, NewAdminToken, Role, SealedCredentials,
 };
-pub use deletes::LandedKey;
+pub use deletes::{CapturedDelete, LandedKey};
 pub use error::{Backend, StoreError};
 pub use extract::Value;
 pub use history::{

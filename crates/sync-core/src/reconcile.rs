@@ -85,9 +85,7 @@ impl Reconcile {
     /// The window's filter clauses (none for the whole resource).
     pub fn window_filter(&self) -> Filter {
         match self.start_between {
-            Some((from, to)) => Filter::new()
-                .ge("start", ms(from))
-                .lt("start", ms(to)),
+            Some((from, to)) => Filter::new().ge("start", ms(from)).lt("start", ms(to)),
             None => Filter::new(),
         }
     }
@@ -251,7 +249,11 @@ pub async fn find_deletes<A: Ask>(q: Question<'_>, ask: &mut A) -> Result<Found,
             let (ids, calls) = ask.ids(base.clone().and(range.filter())).await?;
             found.list_calls += calls;
             let there: BTreeSet<i64> = ids.into_iter().collect();
-            candidates.extend(keys.iter().map(|(id, _)| *id).filter(|id| !there.contains(id)));
+            candidates.extend(
+                keys.iter()
+                    .map(|(id, _)| *id)
+                    .filter(|id| !there.contains(id)),
+            );
             listed.extend(there);
             continue;
         }
@@ -260,7 +262,9 @@ pub async fn find_deletes<A: Ask>(q: Question<'_>, ask: &mut A) -> Result<Found,
         let Some(&(split_id, _)) = q.held.get(mid) else {
             continue;
         };
-        let split = u64::try_from(split_id).unwrap_or(0).clamp(range.from, range.to);
+        let split = u64::try_from(split_id)
+            .unwrap_or(0)
+            .clamp(range.from, range.to);
         let left = IdRange {
             from: range.from,
             to: split,
@@ -274,7 +278,10 @@ pub async fn find_deletes<A: Ask>(q: Question<'_>, ask: &mut A) -> Result<Found,
         let left_le = match (watermark, at_or_before) {
             (Some(w), Some(_)) => {
                 found.count_calls += 1;
-                Some(ask.count(base.clone().and(left.filter()).and(le(w))).await?)
+                Some(
+                    ask.count(base.clone().and(left.filter()).and(le(w)))
+                        .await?,
+                )
             }
             _ => None,
         };
@@ -290,7 +297,11 @@ pub async fn find_deletes<A: Ask>(q: Question<'_>, ask: &mut A) -> Result<Found,
     let mut absent: Vec<i64> = Vec::new();
     for batch in candidates.chunks(CONFIRM_BATCH) {
         let (ids, calls) = ask
-            .ids(q.scope.clone().and(Filter::new().is_in("id", batch.iter().copied())))
+            .ids(
+                q.scope
+                    .clone()
+                    .and(Filter::new().is_in("id", batch.iter().copied())),
+            )
             .await?;
         found.list_calls += calls;
         let there: BTreeSet<i64> = ids.into_iter().collect();
@@ -330,7 +341,8 @@ pub async fn find_deletes<A: Ask>(q: Question<'_>, ask: &mut A) -> Result<Found,
 /// `ts` to the millisecond, as Ascend writes and compares timestamps.
 fn truncate_ms(ts: OffsetDateTime) -> OffsetDateTime {
     let nanos = ts.nanosecond();
-    ts.replace_nanosecond(nanos - nanos % 1_000_000).unwrap_or(ts)
+    ts.replace_nanosecond(nanos - nanos % 1_000_000)
+        .unwrap_or(ts)
 }
 
 /// A timestamp as a filter value (to the millisecond).

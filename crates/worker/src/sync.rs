@@ -19,6 +19,8 @@ use tokio::task::JoinSet;
 
 use crate::SyncError;
 
+mod reconcile;
+
 /// How a [`Syncer`] works.
 #[derive(Debug, Clone)]
 pub struct SyncConfig {
@@ -105,6 +107,10 @@ pub struct ResourceOutcome {
     pub error: Option<(ErrorClass, String)>,
     /// The wait Ascend asked for, when its rate limit stopped the resource.
     pub retry_after: Option<std::time::Duration>,
+    /// Deletes captured by the cycle's reconciliation (issue 13).
+    pub deletes_captured: u64,
+    /// Whether the resource was reconciled this cycle.
+    pub reconciled: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -555,6 +561,7 @@ impl Syncer {
         scope: Scope,
         resource: Resource,
         run_id: &str,
+        reconcile: Option<sync_core::reconcile::Reconcile>,
     ) -> ResourceOutcome {
         let mut outcome = ResourceOutcome {
             resource,
@@ -565,6 +572,8 @@ impl Syncer {
             released: 0,
             error: None,
             retry_after: None,
+            deletes_captured: 0,
+            reconciled: false,
         };
         let result: Result<(), SyncError> = async {
             let t = table(resource);
@@ -654,6 +663,17 @@ impl Syncer {
             outcome.written += retried.written;
             outcome.quarantined += retried.quarantined;
             outcome.released += retried.released;
+            // Deletes: after the pass, so the watermark is the one it set
+            // and what it landed is held.
+            if let Some(plan) = reconcile {
+                let done = self
+                    .reconcile_resource(practice_id, org, scope, plan, run_id, outcome.pages)
+                    .await?;
+                outcome.deletes_captured = done.captured;
+                outcome.written += done.recovered;
+                outcome.pages += done.pages;
+                outcome.reconciled = true;
+            }
             Ok(())
         }
         .await;
@@ -792,18 +812,41 @@ impl Syncer {
     ) -> Result<RunReport, SyncError> {
         let scope = self.scope(practice_id).await?;
         let run_id = new_run_id();
+        // What the cycle reconciles for deletes: resources with a
+        // watermark (their initial pull done) that are offered.
+        let mut reconcilable = Vec::new();
+        for &resource in Resource::ALL {
+            if let Some(state) = self
+                .store
+                .get_sync_state(practice_id, table(resource))
+                .await?
+                && state.watermark.is_some()
+                && state.not_offered_since.is_none()
+            {
+                reconcilable.push((resource, state.reconciled_at));
+            }
+        }
+        let plan = sync_core::reconcile::plan_cycle(&reconcilable, OffsetDateTime::now_utc());
         let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let mut tasks = JoinSet::new();
         for (index, &resource) in Resource::ALL.iter().enumerate() {
             let (syncer, org, permits, run_id) =
                 (self.clone(), org.clone(), permits.clone(), run_id.clone());
             let practice_id = practice_id.to_owned();
+            let reconcile = plan.iter().find(|p| p.resource == resource).copied();
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await;
                 (
                     index,
                     syncer
-                        .incremental_resource(&practice_id, &org, scope, resource, &run_id)
+                        .incremental_resource(
+                            &practice_id,
+                            &org,
+                            scope,
+                            resource,
+                            &run_id,
+                            reconcile,
+                        )
                         .await,
                 )
             });

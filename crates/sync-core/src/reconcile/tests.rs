@@ -130,7 +130,10 @@ fn world(n: usize) -> Fake {
 }
 
 fn held(fake: &Fake) -> Vec<(i64, Option<OffsetDateTime>)> {
-    fake.records.iter().map(|(id, r)| (*id, Some(r.lm))).collect()
+    fake.records
+        .iter()
+        .map(|(id, r)| (*id, Some(r.lm)))
+        .collect()
 }
 
 fn question<'a>(held: &'a [(i64, Option<OffsetDateTime>)], scoped: bool) -> Question<'a> {
@@ -158,7 +161,13 @@ async fn an_unchanged_resource_costs_two_counts() {
     let mut fake = world(20_000);
     let ours = held(&fake);
     let found = find(&mut fake, question(&ours, true)).await;
-    assert_eq!(found, Found { count_calls: 2, ..Found::default() });
+    assert_eq!(
+        found,
+        Found {
+            count_calls: 2,
+            ..Found::default()
+        }
+    );
     assert_eq!((fake.counts, fake.lists), (2, 0));
 }
 
@@ -220,7 +229,11 @@ async fn a_create_and_a_delete_in_one_range_are_both_seen() {
     );
     let found = find(&mut fake, question(&ours, true)).await;
     assert_eq!(found.deleted, vec![gone]);
-    assert_eq!(found.unknown, vec![new_id], "the create is listed as unknown");
+    assert_eq!(
+        found.unknown,
+        vec![new_id],
+        "the create is listed as unknown"
+    );
 }
 
 #[tokio::test]
@@ -297,7 +310,10 @@ async fn a_record_that_left_the_window_is_not_a_delete() {
     }
     .window_filter();
     let found = find(&mut fake, q).await;
-    assert!(found.deleted.is_empty() && found.left_scope.is_empty(), "{found:?}");
+    assert!(
+        found.deleted.is_empty() && found.left_scope.is_empty(),
+        "{found:?}"
+    );
 }
 
 #[tokio::test]
@@ -357,7 +373,11 @@ fn a_cycle_reconciles_the_hot_window_and_a_few_whole_resources_oldest_first() {
             datetime!(2027-12-05 0:00 UTC)
         )))
     );
-    assert!(!plan.iter().any(|r| r.resource == Resource::Locations || r.resource == Resource::Visits));
+    assert!(
+        !plan
+            .iter()
+            .any(|r| r.resource == Resource::Locations || r.resource == Resource::Visits)
+    );
     // Appointments due whole: the whole pass replaces the window.
     let plan = plan_cycle(&[(Resource::Appointments, old)], now);
     assert_eq!(plan.len(), 1);

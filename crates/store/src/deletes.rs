@@ -289,6 +289,54 @@ impl Store {
         })
     }
 
+    /// How many of [`Store::reconcile_keys`]'s records there are, and how
+    /// many of them have a `last_modified` at or before `at_or_before`
+    /// (0 without it): a reconciliation's first question, answered by the
+    /// primary key's index without reading the rows.
+    pub async fn reconcile_counts(
+        &self,
+        practice_id: &str,
+        table: Table,
+        start_between: Option<(OffsetDateTime, OffsetDateTime)>,
+        at_or_before: Option<OffsetDateTime>,
+    ) -> Result<(u64, u64), StoreError> {
+        let window = match start_between {
+            Some(_) if table != Table::Appointments => {
+                return Err(StoreError::NoStartColumn { table });
+            }
+            Some((from, to)) => Some((
+                DbTime::new(from).unwrap_or_else(DbTime::now),
+                DbTime::new(to).unwrap_or_else(DbTime::now),
+            )),
+            None => None,
+        };
+        let bound = at_or_before.and_then(DbTime::new);
+        let sql = format!(
+            "SELECT COUNT(*) AS total, COUNT(CASE WHEN t.last_modified <= $2 THEN 1 END) AS old \
+             FROM {table} t WHERE t.practice_id = $1{window} \
+             AND NOT EXISTS (SELECT 1 FROM captured_deletes c WHERE c.practice_id = t.practice_id \
+             AND c.resource = '{table}' AND c.record_id = t.id)",
+            table = table.as_str(),
+            window = if window.is_some() {
+                " AND t.start_at >= $3 AND t.start_at < $4"
+            } else {
+                ""
+            }
+        );
+        let backend = self.backend();
+        with_pool!(self, |pool| {
+            let mut query = sqlx::query(&sql).bind(practice_id).bind(bound);
+            if let Some((from, to)) = window {
+                query = query.bind(from).bind(to);
+            }
+            let row = query.fetch_one(pool).await.map_err(|e| {
+                practice_error(backend, "counting ids to reconcile", practice_id, e)
+            })?;
+            let count = |col| row.int(col).map(|n| u64::try_from(n).unwrap_or(0));
+            Ok((count("total")?, count("old")?))
+        })
+    }
+
     /// Records that the whole of `table` was reconciled for the practice
     /// at `at` (creating its state if missing).
     pub async fn set_reconciled_at(

@@ -202,14 +202,67 @@ pub struct Question<'a> {
     pub watermark: Option<OffsetDateTime>,
 }
 
+/// Ascend's two counts over a whole question (the root range): asked
+/// first, so that the caller can compare them with its own counts and
+/// read its ids only when they differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Root {
+    /// Records listed.
+    pub total: u64,
+    /// Records listed modified at or before the watermark (none without
+    /// a watermark).
+    pub at_or_before: Option<u64>,
+}
+
+impl Root {
+    /// Whether our counts (records held, and those held modified at or
+    /// before [`watermark_bound`]) equal Ascend's: nothing to look for.
+    pub fn matches(&self, held: u64, held_at_or_before: u64) -> bool {
+        self.total == held && self.at_or_before.is_none_or(|n| n == held_at_or_before)
+    }
+
+    /// The calls it took.
+    pub fn calls(&self) -> u32 {
+        1 + u32::from(self.at_or_before.is_some())
+    }
+}
+
+/// The watermark as the at-or-before count compares it: to the
+/// millisecond, as Ascend writes timestamps. Our own count must use this.
+pub fn watermark_bound(watermark: OffsetDateTime) -> OffsetDateTime {
+    truncate_ms(watermark)
+}
+
+/// Asks Ascend's [`Root`] counts of a question (its `held` unused).
+pub async fn ask_root<A: Ask>(q: &Question<'_>, ask: &mut A) -> Result<Root, A::Error> {
+    let base = q.scope.clone().and(q.window.clone());
+    let total = ask.count(base.clone()).await?;
+    let at_or_before = match q.watermark {
+        Some(w) => Some(ask.count(base.and(le(w))).await?),
+        None => None,
+    };
+    Ok(Root {
+        total,
+        at_or_before,
+    })
+}
+
+fn le(w: OffsetDateTime) -> Filter {
+    Filter::new().le("lastModified", ms(watermark_bound(w)))
+}
+
 /// Finds the records of `q.held` that Ascend no longer lists for the
 /// practice (see the module's documentation for the method and what it
-/// guarantees).
-pub async fn find_deletes<A: Ask>(q: Question<'_>, ask: &mut A) -> Result<Found, A::Error> {
+/// guarantees). `root`: Ascend's counts over the whole question, when the
+/// caller asked them already ([`ask_root`]).
+pub async fn find_deletes<A: Ask>(
+    q: Question<'_>,
+    root: Option<Root>,
+    ask: &mut A,
+) -> Result<Found, A::Error> {
     let mut found = Found::default();
     let base = q.scope.clone().and(q.window.clone());
-    let watermark = q.watermark.map(truncate_ms);
-    let le = |w: OffsetDateTime| Filter::new().le("lastModified", ms(w));
+    let watermark = q.watermark.map(watermark_bound);
     let held_le = |keys: &[(i64, Option<OffsetDateTime>)]| match watermark {
         Some(w) => keys
             .iter()
@@ -218,15 +271,15 @@ pub async fn find_deletes<A: Ask>(q: Question<'_>, ask: &mut A) -> Result<Found,
         None => 0,
     };
 
-    let root_total = ask.count(base.clone()).await?;
-    found.count_calls += 1;
-    let root_le = match watermark {
-        Some(w) if !q.held.is_empty() => {
-            found.count_calls += 1;
-            Some(ask.count(base.clone().and(le(w))).await?)
+    let root = match root {
+        Some(root) => root,
+        None => {
+            let root = ask_root(&q, ask).await?;
+            found.count_calls += root.calls();
+            root
         }
-        _ => None,
     };
+    let (root_total, root_le) = (root.total, root.at_or_before);
 
     // A node: our records `held[lo..hi]`, all within `range`, and what
     // Ascend counts there.

@@ -152,7 +152,7 @@ fn question<'a>(held: &'a [(i64, Option<OffsetDateTime>)], scoped: bool) -> Ques
 }
 
 async fn find(fake: &mut Fake, q: Question<'_>) -> Found {
-    let Ok(found) = find_deletes(q, fake).await;
+    let Ok(found) = find_deletes(q, None, fake).await;
     found
 }
 

@@ -84,20 +84,47 @@ impl Syncer {
             .get_sync_state(practice_id, t)
             .await?
             .and_then(|s| s.watermark);
-        let held = self
-            .store
-            .reconcile_keys(practice_id, t, plan.start_between)
-            .await?;
-        let captured = self.store.captured_delete_ids(practice_id, t).await?;
-        let question = Question {
-            held: &held,
-            captured: &captured,
+        let mut question = Question {
+            held: &[],
+            captured: &[],
             scope: scope.base_filter(resource),
             window: plan.window_filter(),
             scoped: scope.location_id.is_some() && Scope::is_location_scoped(resource),
             watermark,
         };
-        let found = reconcile::find_deletes(question, &mut AskOrg { org, resource }).await?;
+        let ask = &mut AskOrg { org, resource };
+        // The two counts first, ours from the index: the rows are read only
+        // when they differ.
+        let root = reconcile::ask_root(&question, ask).await?;
+        let (held_total, held_old) = self
+            .store
+            .reconcile_counts(
+                practice_id,
+                t,
+                plan.start_between,
+                watermark.map(reconcile::watermark_bound),
+            )
+            .await?;
+        if root.matches(held_total, held_old) {
+            if plan.is_whole() {
+                self.store
+                    .set_reconciled_at(practice_id, t, started)
+                    .await?;
+            }
+            tracing::debug!(resource = %resource, held = held_total, "reconciled: unchanged");
+            return Ok(Reconciled {
+                calls: root.calls(),
+                ..Reconciled::default()
+            });
+        }
+        let held = self
+            .store
+            .reconcile_keys(practice_id, t, plan.start_between)
+            .await?;
+        let captured = self.store.captured_delete_ids(practice_id, t).await?;
+        question.held = &held;
+        question.captured = &captured;
+        let found = reconcile::find_deletes(question, Some(root), ask).await?;
 
         let how = if plan.daily {
             DeleteDetection::Daily
@@ -105,7 +132,7 @@ impl Syncer {
             DeleteDetection::HotWindow
         };
         let mut done = Reconciled {
-            calls: found.calls(),
+            calls: root.calls() + found.calls(),
             ..Reconciled::default()
         };
         done.captured = self

@@ -385,6 +385,7 @@ fn small_chunks() -> SyncConfig {
         chunk_target: 400,
         concurrency: 3,
         page_size: Some(50),
+        ..SyncConfig::default()
     }
 }
 

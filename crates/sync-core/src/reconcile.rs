@@ -91,23 +91,60 @@ impl Reconcile {
     }
 }
 
+/// How often resources are reconciled whole, and how many a cycle takes
+/// on at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// A resource not reconciled whole for this long is due.
+    pub whole_every: Duration,
+    /// Whole reconciliations a cycle takes on at most, besides the hot
+    /// window.
+    pub whole_per_cycle: usize,
+}
+
+impl Default for Policy {
+    /// Every resource at least once a day ([`DAILY`]), a few per cycle
+    /// ([`WHOLE_PER_CYCLE`]).
+    fn default() -> Self {
+        Policy {
+            whole_every: DAILY,
+            whole_per_cycle: WHOLE_PER_CYCLE,
+        }
+    }
+}
+
+impl Policy {
+    /// Every resource whole every cycle: the embedded demo's, whose data
+    /// is small and whose record-by-record check expects every delete
+    /// captured in the cycle that follows it.
+    pub fn every_cycle() -> Self {
+        Policy {
+            whole_every: Duration::ZERO,
+            whole_per_cycle: usize::MAX,
+        }
+    }
+}
+
 /// What a cycle reconciles, from each resource's last whole reconciliation
 /// (`None`: never). Resources not given (failed this cycle, without a
 /// watermark) are left out by the caller.
 pub fn plan_cycle(
     resources: &[(Resource, Option<OffsetDateTime>)],
     now: OffsetDateTime,
+    policy: Policy,
 ) -> Vec<Reconcile> {
     // Whole reconciliations due: never done first, then oldest.
     let mut due: Vec<(Resource, Option<OffsetDateTime>)> = resources
         .iter()
         .copied()
-        .filter(|(r, at)| *r != Resource::Patients && at.is_none_or(|at| now - at >= DAILY))
+        .filter(|(r, at)| {
+            *r != Resource::Patients && at.is_none_or(|at| now - at >= policy.whole_every)
+        })
         .collect();
     due.sort_by_key(|(_, at)| *at);
     let due: Vec<Resource> = due
         .into_iter()
-        .take(WHOLE_PER_CYCLE)
+        .take(policy.whole_per_cycle)
         .map(|(r, _)| r)
         .collect();
     resources

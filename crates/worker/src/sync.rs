@@ -31,6 +31,8 @@ pub struct SyncConfig {
     pub concurrency: usize,
     /// Records per page asked of the API (at most 500).
     pub page_size: Option<u32>,
+    /// How often each resource is reconciled whole for deletes.
+    pub reconcile: sync_core::reconcile::Policy,
 }
 
 impl Default for SyncConfig {
@@ -39,6 +41,7 @@ impl Default for SyncConfig {
             chunk_target: plan::DEFAULT_CHUNK_TARGET,
             concurrency: 4,
             page_size: None,
+            reconcile: sync_core::reconcile::Policy::default(),
         }
     }
 }
@@ -826,7 +829,11 @@ impl Syncer {
                 reconcilable.push((resource, state.reconciled_at));
             }
         }
-        let plan = sync_core::reconcile::plan_cycle(&reconcilable, OffsetDateTime::now_utc());
+        let plan = sync_core::reconcile::plan_cycle(
+            &reconcilable,
+            OffsetDateTime::now_utc(),
+            self.config.reconcile,
+        );
         let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let mut tasks = JoinSet::new();
         for (index, &resource) in Resource::ALL.iter().enumerate() {

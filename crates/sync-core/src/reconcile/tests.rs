@@ -356,7 +356,7 @@ fn a_cycle_reconciles_the_hot_window_and_a_few_whole_resources_oldest_first() {
         (Resource::TxCases, older),
         (Resource::Transactions, None),
     ];
-    let plan = plan_cycle(&resources, now);
+    let plan = plan_cycle(&resources, now, Policy::default());
     let whole: Vec<Resource> = plan
         .iter()
         .filter(|r| r.daily)
@@ -379,7 +379,11 @@ fn a_cycle_reconciles_the_hot_window_and_a_few_whole_resources_oldest_first() {
             .any(|r| r.resource == Resource::Locations || r.resource == Resource::Visits)
     );
     // Appointments due whole: the whole pass replaces the window.
-    let plan = plan_cycle(&[(Resource::Appointments, old)], now);
+    let plan = plan_cycle(&[(Resource::Appointments, old)], now, Policy::default());
     assert_eq!(plan.len(), 1);
     assert!(plan[0].is_whole() && plan[0].daily);
+    // The demo's policy: everything whole, every cycle.
+    let plan = plan_cycle(&resources, now, Policy::every_cycle());
+    assert_eq!(plan.len(), resources.len());
+    assert!(plan.iter().all(Reconcile::is_whole));
 }

@@ -33,9 +33,9 @@ use sqlx::sqlite::SqliteConnection;
 use time::OffsetDateTime;
 
 use crate::db_time::DbTime;
+use crate::deletes::DeleteSql;
 use crate::error::{Backend, StoreError, db_error};
 use crate::extract::{Record, Value, date_text, timestamp_text, without_nul_escapes};
-use crate::deletes::DeleteSql;
 use crate::quarantine::{QuarantineSql, SetAside};
 use crate::rows::RowExt;
 use crate::spec::{Kind, Table, TableSpec};

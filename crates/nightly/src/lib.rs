@@ -131,6 +131,8 @@ enum PracticeError {
     Client(#[from] ClientError),
     #[error("{0}; the batch in progress was not applied, the next pass takes it again")]
     Store(#[from] StoreError),
+    #[error("a batch's task ended abnormally ({0}); the next pass takes the batch again")]
+    Task(String),
     #[error(
         "another nightly process took this practice's lease (this one was too slow to renew \
          it); it goes on from here"
@@ -146,6 +148,7 @@ impl PracticeError {
             PracticeError::Client(e) => e.class().as_str().to_owned(),
             PracticeError::Store(_) => "store".to_owned(),
             PracticeError::LeaseLost => "lease_lost".to_owned(),
+            PracticeError::Task(_) => "internal".to_owned(),
         }
     }
 }
@@ -589,16 +592,7 @@ impl Nightly {
                     }
                     counts.checked += (confirmed.present.len() + confirmed.absent.len()) as u64;
                     counts.undecided += confirmed.undecided.len() as u64;
-                    let settled = self
-                        .store
-                        .settle_deletes(
-                            practice_id,
-                            table,
-                            &confirmed.absent,
-                            &confirmed.present,
-                            OffsetDateTime::now_utc(),
-                        )
-                        .await?;
+                    let settled = settle(&self.store, practice_id, table, confirmed).await?;
                     counts.applied += settled.applied;
                     counts.cancelled += settled.cancelled;
                 }
@@ -620,6 +614,36 @@ impl Nightly {
         .await;
         *api_calls = org.stats().calls;
         result
+    }
+}
+
+/// Settles a confirmed batch in a task of its own: if the pass is
+/// cancelled (a shutdown, a deadline), the transaction still commits or
+/// rolls back whole, and none is left open on a pooled connection (a
+/// SQLite transaction dropped mid-statement was seen to leave its first
+/// statements visible).
+async fn settle(
+    store: &Store,
+    practice_id: &str,
+    table: Table,
+    confirmed: Confirmed,
+) -> Result<store::Settled, PracticeError> {
+    let store = store.clone();
+    let practice_id = practice_id.to_owned();
+    let task = tokio::spawn(async move {
+        store
+            .settle_deletes(
+                &practice_id,
+                table,
+                &confirmed.absent,
+                &confirmed.present,
+                OffsetDateTime::now_utc(),
+            )
+            .await
+    });
+    match task.await {
+        Ok(settled) => Ok(settled?),
+        Err(error) => Err(PracticeError::Task(error.to_string())),
     }
 }
 

@@ -68,8 +68,8 @@ pub use history::{
 };
 pub use jobs::{AuthFailure, JobEnd};
 pub use nightly::{
-    DeleteCounts, NightlyPassEnd, NightlyPassRecord, NightlyPassStart, NightlyPassStatus,
-    NightlyPractice, NightlySettings, NightlyTrigger, PendingDelete, Settled,
+    DeleteCounts, DeletedRecord, NightlyPassEnd, NightlyPassRecord, NightlyPassStart,
+    NightlyPassStatus, NightlyPractice, NightlySettings, NightlyTrigger, PendingDelete, Settled,
 };
 pub use quarantine::QuarantinedRecord;
 pub use queue::ReceiptOutcome;

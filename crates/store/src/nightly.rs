@@ -111,6 +111,37 @@ pub struct Settled {
     pub cancelled: u64,
 }
 
+/// An applied delete's kept version (audit and recovery).
+#[derive(Clone, PartialEq, Eq)]
+pub struct DeletedRecord {
+    /// The record's id.
+    pub record_id: i64,
+    /// Its `lastModified` as last landed.
+    pub last_modified: Option<OffsetDateTime>,
+    /// Its last landed version's JSON (on Postgres, `jsonb`'s text).
+    /// Patient data.
+    pub raw: String,
+    /// When its delete was captured.
+    pub detected_at: OffsetDateTime,
+    /// What found it (`hot_window`, `daily`, `left_scope`).
+    pub how: String,
+    /// When the delete was applied.
+    pub applied_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for DeletedRecord {
+    /// Without `raw`: it is patient data.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeletedRecord")
+            .field("record_id", &self.record_id)
+            .field("last_modified", &self.last_modified)
+            .field("detected_at", &self.detected_at)
+            .field("how", &self.how)
+            .field("applied_at", &self.applied_at)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A practice's deletes, for `status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeleteCounts {
@@ -259,8 +290,8 @@ impl Store {
                         practice: rows::practice(row)?,
                         time_zone: row.opt_text("time_zone")?,
                         location_time_zone: row.opt_text("location_time_zone")?,
-                        window_start_minute: row.int("nightly_start_minute")?,
-                        window_end_minute: row.int("nightly_end_minute")?,
+                        window_start_minute: i64::from(row.small("nightly_start_minute")?),
+                        window_end_minute: i64::from(row.small("nightly_end_minute")?),
                         pending: count(row, "pending")?,
                     })
                 })
@@ -289,8 +320,8 @@ impl Store {
                 Ok(NightlySettings {
                     time_zone: row.opt_text("time_zone")?,
                     location_time_zone: row.opt_text("location_time_zone")?,
-                    window_start_minute: row.int("nightly_start_minute")?,
-                    window_end_minute: row.int("nightly_end_minute")?,
+                    window_start_minute: i64::from(row.small("nightly_start_minute")?),
+                    window_end_minute: i64::from(row.small("nightly_end_minute")?),
                 })
             })
             .transpose()
@@ -510,6 +541,44 @@ impl Store {
                 .await
                 .map_err(|e| db_error(backend, "listing deleted records", e))?;
             rows.iter().map(|r| r.int("record_id")).collect()
+        })
+    }
+
+    /// A practice's kept deleted records of `table`, in id order (audit,
+    /// recovery, checks). Their `raw` is patient data.
+    pub async fn deleted_records(
+        &self,
+        practice_id: &str,
+        table: Table,
+    ) -> Result<Vec<DeletedRecord>, StoreError> {
+        let backend = self.backend();
+        let raw = match backend {
+            Backend::Postgres => "raw::text AS raw",
+            Backend::Sqlite => "raw",
+        };
+        let sql = format!(
+            "SELECT record_id, last_modified, {raw}, detected_at, how, applied_at \
+             FROM deleted_records WHERE practice_id = $1 AND resource = $2 ORDER BY record_id"
+        );
+        with_pool!(self, |pool| {
+            let rows = sqlx::query(&sql)
+                .bind(practice_id)
+                .bind(table.as_str())
+                .fetch_all(pool)
+                .await
+                .map_err(|e| db_error(backend, "reading deleted records", e))?;
+            rows.iter()
+                .map(|r| {
+                    Ok(DeletedRecord {
+                        record_id: r.int("record_id")?,
+                        last_modified: r.opt_time("last_modified")?,
+                        raw: r.text("raw")?,
+                        detected_at: r.time("detected_at")?,
+                        how: r.text("how")?,
+                        applied_at: r.time("applied_at")?,
+                    })
+                })
+                .collect()
         })
     }
 

@@ -145,17 +145,35 @@ pub async fn status(args: StatusArgs) -> Result<()> {
         .budgets()
         .await
         .context("cannot read the request budgets (has `ascend-sync migrate` run?)")?;
+    let deletes = store
+        .delete_counts()
+        .await
+        .context("cannot read the captured deletes (has `ascend-sync migrate` run?)")?;
     store.close().await;
     let now = OffsetDateTime::now_utc();
     let text = if args.json {
         practices
             .iter()
-            .map(|p| overview_json(p, now).to_string() + "\n")
+            .map(|p| {
+                let mut line = overview_json(p, now);
+                let mine = deletes.iter().find(|d| d.practice_id == p.practice_id);
+                line["deletes"] = crate::nightly::deletes_json(mine);
+                line.to_string() + "\n"
+            })
             .collect()
     } else if practices.is_empty() {
         "no practices registered\n".to_owned()
     } else {
         status_table(&practices, now)
+    };
+    // Captured and applied deletes follow the practices (issue 13).
+    let text = match crate::nightly::deletes_table(&deletes) {
+        Some(table) if !args.json => format!(
+            "{text}
+Deletes (captured by the workers, applied by the nightly role):
+{table}"
+        ),
+        _ => text,
     };
     // The request budgets follow the practices (the table only; `budget
     // list --json` has them as JSON).

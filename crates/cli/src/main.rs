@@ -6,6 +6,7 @@ mod connect;
 mod data;
 mod demo;
 mod history;
+mod nightly;
 mod practice;
 mod pull;
 mod runtime;
@@ -65,6 +66,9 @@ enum Command {
     /// Force Sync Now: enqueue a practice's sync ahead of scheduled work,
     /// or fold into the one queued or running.
     Force(runtime::ForceArgs),
+    /// The nightly role: apply the captured deletes of practices whose
+    /// processing window is open, each confirmed absent in Ascend first.
+    Nightly(nightly::NightlyArgs),
     /// The dead letters: list them, or move them back to the queue.
     Dlq(runtime::DlqArgs),
     /// Show the sync history: one line per attempt, newest first.
@@ -113,6 +117,7 @@ fn main() -> Result<()> {
             Command::Scheduler(args) => runtime::scheduler(args).await,
             Command::Worker(args) => runtime::worker(args).await,
             Command::Force(args) => runtime::force(args).await,
+            Command::Nightly(args) => nightly::run(args).await,
             Command::Dlq(args) => runtime::dlq(args).await,
             Command::History(args) => history::history(args).await,
             Command::Status(args) => history::status(args).await,

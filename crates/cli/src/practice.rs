@@ -101,6 +101,9 @@ pub enum PracticeAction {
     /// Destroy a practice's credentials and stop it for good; every landed
     /// row and its sync history are kept.
     Remove(RemoveArgs),
+    /// Show or set a practice's processing window (when the nightly role
+    /// applies its captured deletes) and its own time zone.
+    Window(crate::nightly::WindowArgs),
     /// Every practice: status (since when, why) and its credentials' key.
     List {
         #[arg(long)]
@@ -235,6 +238,7 @@ pub async fn practice(args: PracticeArgs) -> Result<()> {
             print_practice("removed", &practice);
             Ok(())
         }
+        PracticeAction::Window(window) => crate::nightly::window(&store, &who.actor, window).await,
         PracticeAction::List { json } => list(&store, json).await,
         PracticeAction::Audit { practice_id, limit } => {
             for r in store

@@ -19,6 +19,9 @@
 //! - **captured deletes** (`deletes.rs`): landed records Ascend no longer
 //!   lists, found by the workers' reconciliation, waiting for the nightly
 //!   role; a record seen again leaves them in the transaction that sees it;
+//!   the nightly role (`nightly.rs`) applies them a batch per transaction,
+//!   keeping each removed row's last version in `deleted_records`, and
+//!   records its passes;
 //! - **request budgets** (`budget.rs`): one row per organization that every
 //!   worker of the fleet claims its Ascend requests from, a slice at a time.
 //!
@@ -40,6 +43,7 @@ mod extract;
 mod history;
 mod jobs;
 mod landing;
+mod nightly;
 mod quarantine;
 mod queue;
 mod readback;
@@ -63,6 +67,10 @@ pub use history::{
     ResourceCounts, RunEnd, RunRecord, RunSummary,
 };
 pub use jobs::{AuthFailure, JobEnd};
+pub use nightly::{
+    DeleteCounts, DeletedRecord, NightlyPassEnd, NightlyPassRecord, NightlyPassStart,
+    NightlyPassStatus, NightlyPractice, NightlySettings, NightlyTrigger, PendingDelete, Settled,
+};
 pub use quarantine::QuarantinedRecord;
 pub use queue::ReceiptOutcome;
 pub use readback::LandedRecord;

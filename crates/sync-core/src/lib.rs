@@ -20,9 +20,12 @@
 //! - [`schedule`]: when jobs run: the scheduler's spread, first due times
 //!   and the worker's retry backoff.
 //! - [`staleness`]: when a practice's copy counts as stale.
+//! - [`nightly`]: when captured deletes are applied: a practice's
+//!   processing window on its own wall clock, and which time zone that is.
 
 pub mod budget;
 pub mod job;
+pub mod nightly;
 pub mod plan;
 pub mod reconcile;
 pub mod replay;

@@ -130,6 +130,7 @@ async fn landed_table_names(store: &Store) -> Vec<String> {
                 | "org_budgets"
                 | "captured_deletes"
                 | "deleted_records"
+                | "nightly_passes"
         )
     });
     names.sort();

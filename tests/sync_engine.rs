@@ -389,8 +389,11 @@ fn small_chunks() -> SyncConfig {
     }
 }
 
-/// Initial sync, then cycles of random changes, each followed by an
-/// incremental job: after each, every table equals the source.
+/// Initial sync, then cycles of random creates, updates and deletes, each
+/// followed by an incremental job: after each, every record Ascend lists
+/// is landed and equal, and nothing live is captured as deleted; once
+/// every resource has been reconciled whole every delete is captured, and
+/// after a nightly pass every table equals the source.
 async fn converges(db: Db, seed: u64) -> Result<()> {
     let fixture = Fixture::new(db, seed, Size::Small).await?;
     let worker = fixture.worker(small_chunks())?;
@@ -439,8 +442,18 @@ async fn converges(db: Db, seed: u64) -> Result<()> {
         .reconciled_at(since - time::Duration::hours(25))
         .await?;
     fixture.reconcile_everything(&worker, since).await?;
-    fixture
+    let captured = fixture
         .assert_every_delete_captured(&format!("seed {seed}"))
+        .await?;
+    ensure!(captured > 0, "seed {seed}: no delete in scope");
+    // The nightly pass applies them: every table equals Ascend.
+    let report = fixture.nightly_pass().await?;
+    ensure!(
+        report.applied() == captured as u64 && report.failed() == 0,
+        "seed {seed}: {captured} captured, nightly pass {report:?}"
+    );
+    fixture
+        .assert_converged(&format!("seed {seed} after the nightly pass"))
         .await?;
     fixture.remove().await
 }
@@ -1969,6 +1982,21 @@ async fn a_long_backlog_catches_up_across_attempts_cut_short() -> Result<()> {
 // rows kept until the nightly role applies them.
 
 impl Fixture {
+    /// One nightly pass, the window ignored, as an operator runs it.
+    async fn nightly_pass(&self) -> Result<nightly::PassReport> {
+        let nightly = nightly::Nightly::new(
+            self.store.store.clone(),
+            fleet_client(&self.store.store, 1000.0)?,
+            Arc::new(FixedCredentials(self.sim.connection(0)?)),
+            nightly::NightlyConfig {
+                ignore_window: true,
+                ..nightly::NightlyConfig::default()
+            },
+        );
+        let (_stop, stopped) = tokio::sync::watch::channel(false);
+        Ok(nightly.pass(OffsetDateTime::now_utc(), &stopped).await?)
+    }
+
     /// Marks every resource last reconciled whole at `at`.
     async fn reconciled_at(&self, at: OffsetDateTime) -> Result<()> {
         for &resource in Resource::ALL {

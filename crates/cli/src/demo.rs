@@ -4,9 +4,11 @@
 //! folder. A scheduler and a worker run in this process and meet in the
 //! database queue, as replicas do in production. The initial syncs run with
 //! a progress bar per practice; then, on a short interval, the simulator
-//! changes data and a Force Sync Now runs an incremental cycle for each
-//! practice, printing what changed. Every table is checked against the
-//! simulator after every step.
+//! creates, changes and deletes records, a Force Sync Now runs an
+//! incremental cycle for each practice (capturing the deletes: every
+//! resource is reconciled whole every cycle here), and a nightly pass
+//! applies them (the processing window ignored: the demo's night comes every
+//! cycle). Every table is checked against the simulator after every step.
 //!
 //! Practices are connected as `practice add` connects them: the credentials
 //! are proved with one call, sealed with a local master key file (the
@@ -27,6 +29,7 @@ use ascend_sim::{MutateRequest, OrgInfo, SimConfig, Size};
 use clap::Args;
 use control::{Connector, NewConnection, force_sync};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use nightly::{Nightly, NightlyConfig};
 use queue::{DbQueue, Queue, QueueSettings, Trigger};
 use scheduler::{Scheduler, SchedulerConfig};
 use secrecy::SecretString;
@@ -122,7 +125,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     for (index, info) in sim.orgs().iter().enumerate() {
         practices.push(register(&connector, index, info).await?);
     }
-    let credentials = VaultCredentials::new(store.clone(), vault);
+    let credentials: Arc<VaultCredentials> = Arc::new(VaultCredentials::new(store.clone(), vault));
     println!(
         "connected {} practices; their credentials are sealed with {} (mode 0600)",
         practices.len(),
@@ -147,18 +150,23 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         })
         .collect();
     let counters = by_practice.clone();
-    let syncer = Syncer::new(store.clone(), archive.clone(), SyncConfig::default()).with_progress(
-        move |p| {
-            if let Some(bar) = counters.get(&p.practice_id) {
-                bar.inc(p.records);
-            }
-        },
-    );
+    // Every resource reconciled whole every cycle, so every delete is
+    // captured in the cycle that follows it (a deployment spreads them
+    // over the day).
+    let sync_config = SyncConfig {
+        reconcile: sync_core::reconcile::Policy::every_cycle(),
+        ..SyncConfig::default()
+    };
+    let syncer = Syncer::new(store.clone(), archive.clone(), sync_config).with_progress(move |p| {
+        if let Some(bar) = counters.get(&p.practice_id) {
+            bar.inc(p.records);
+        }
+    });
     let worker = Worker::new(
         syncer,
         queue.clone(),
         client.clone(),
-        Arc::new(credentials),
+        credentials.clone(),
         WorkerConfig {
             concurrency: 6,
             receive_wait: Duration::from_millis(200),
@@ -176,6 +184,15 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             ..SchedulerConfig::default()
         },
     );
+    let nightly = Nightly::new(
+        store.clone(),
+        client.clone(),
+        credentials,
+        NightlyConfig {
+            ignore_window: true,
+            ..NightlyConfig::default()
+        },
+    );
     let (stop, stopped) = watch::channel(false);
     let mut roles = tokio::task::JoinSet::new();
     {
@@ -190,9 +207,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let started = Instant::now();
     let outcome = cycles(
         &args,
-        &sim,
-        &store,
-        &queue,
+        Embedded {
+            sim: &sim,
+            store: &store,
+            queue: &queue,
+            nightly: &nightly,
+        },
         &practices,
         &by_practice,
         started,
@@ -205,17 +225,29 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     outcome
 }
 
+/// What the demo's cycles drive.
+struct Embedded<'a> {
+    sim: &'a ascend_sim::RunningSim,
+    store: &'a Store,
+    queue: &'a Queue,
+    nightly: &'a Nightly,
+}
+
 /// The initial syncs, checked; then the cycles: change the simulator's
-/// data, Force Sync Now each practice, check.
+/// data, Force Sync Now each practice, a nightly pass, check.
 async fn cycles(
     args: &DemoArgs,
-    sim: &ascend_sim::RunningSim,
-    store: &Store,
-    queue: &Queue,
+    embedded: Embedded<'_>,
     practices: &[DemoPractice],
     bars: &HashMap<String, ProgressBar>,
     started: Instant,
 ) -> Result<()> {
+    let Embedded {
+        sim,
+        store,
+        queue,
+        nightly,
+    } = embedded;
     loop {
         let mut done = 0;
         for practice in practices {
@@ -280,7 +312,8 @@ async fn cycles(
         for practice in practices {
             let org_id = &sim.orgs()[practice.org_index].organization_id;
             let changed_at = OffsetDateTime::now_utc();
-            let changes = mutate(&sim.base_url(), org_id, args.seed * 1000 + cycle).await?;
+            let (changes, deleted) =
+                mutate(&sim.base_url(), org_id, args.seed * 1000 + cycle).await?;
             let run = synced_since(store, queue, &practice.practice_id, changed_at).await?;
             let changed: Vec<String> = run
                 .resources
@@ -292,7 +325,7 @@ async fn cycles(
                 })
                 .collect();
             println!(
-                "cycle {cycle} {}: simulator changed {changes} records; {} ({} attempt {}), {} fetched: {}",
+                "cycle {cycle} {}: simulator changed {changes} records, deleted {deleted}; {} ({} attempt {}), {} fetched: {}",
                 practice.practice_id,
                 run.status,
                 run.kind,
@@ -305,6 +338,19 @@ async fn cycles(
                 }
             );
         }
+        let (_keep, never) = watch::channel(false);
+        let report = nightly
+            .pass(OffsetDateTime::now_utc(), &never)
+            .await
+            .context("the nightly pass failed")?;
+        if report.failed() > 0 {
+            bail!("the nightly pass failed for a practice: {report:?}");
+        }
+        println!(
+            "nightly pass: {} deletes applied, {} captures cancelled",
+            report.applied(),
+            report.cancelled()
+        );
         verify_all(sim, store, practices).await?;
         if args.once {
             println!("converged: every table of every practice equals the simulator");
@@ -401,15 +447,16 @@ async fn register(with: &Connector, index: usize, info: &OrgInfo) -> Result<Demo
     })
 }
 
-/// Creates and updates a few records of every resource of one organization.
-async fn mutate(base: &str, org_id: &str, seed: u64) -> Result<usize> {
+/// Creates, updates and deletes a few records of every resource of one
+/// organization; how many were created or updated, and deleted.
+async fn mutate(base: &str, org_id: &str, seed: u64) -> Result<(usize, usize)> {
     let result: ascend_sim::MutateResult = reqwest::Client::new()
         .post(format!("{base}/_sim/orgs/{org_id}/mutate"))
         .json(&MutateRequest {
             resource: None,
             creates: 15,
             updates: 25,
-            deletes: 0,
+            deletes: 6,
             seed,
         })
         .send()
@@ -417,7 +464,10 @@ async fn mutate(base: &str, org_id: &str, seed: u64) -> Result<usize> {
         .error_for_status()?
         .json()
         .await?;
-    Ok(result.created.len() + result.updated.len())
+    Ok((
+        result.created.len() + result.updated.len(),
+        result.deleted.len(),
+    ))
 }
 
 /// Every table of every practice against the simulator's snapshot.

@@ -8,7 +8,7 @@
 //! - `cargo xtask test --no-lint`: the same without fmt and clippy.
 //! - `cargo xtask services`: only install and start the services, print the
 //!   environment the tests read, and keep moto running until Ctrl-C.
-//! - `cargo xtask bench pull|sync|tick|fleet`: the benchmarks (see docs/benchmarks.md).
+//! - `cargo xtask bench pull|sync|tick|fleet|deletes`: the benchmarks (see docs/benchmarks.md).
 
 use std::env;
 use std::io::{Read, Write};
@@ -300,7 +300,8 @@ fn bench(args: &[String]) -> Result<()> {
         Some("sync") => bench_sync(&args[1..]),
         Some("tick") => bench_tick(&args[1..]),
         Some("fleet") => bench_fleet(&args[1..]),
-        _ => Err("usage: cargo xtask bench pull|sync [--size small|medium|large] [--seed N] [--concurrency N] | tick [--practices N] | fleet [--workers 1,3,10] [--limit 20]".into()),
+        Some("deletes") => bench_deletes(&args[1..]),
+        _ => Err("usage: cargo xtask bench pull|sync [--size small|medium|large] [--seed N] [--concurrency N] | tick [--practices N] | fleet [--workers 1,3,10] [--limit 20] | deletes [--rows 1000000] [--batch 1000]".into()),
     }
 }
 
@@ -369,6 +370,33 @@ fn bench_tick(args: &[String]) -> Result<()> {
             ])
             .env(DATABASE_URL, database_url()),
         "tick_bench",
+    )
+}
+
+/// `cargo xtask bench deletes [--rows 1000000] [--batch 1000]`: applying
+/// that many captured deletes on Postgres (TCP) with the store's apply
+/// batches, as the nightly role makes them, without its confirmation calls
+/// (`crates/store/examples/apply_bench.rs`).
+fn bench_deletes(args: &[String]) -> Result<()> {
+    let rows = flag(args, "--rows", "1000000");
+    let batch = flag(args, "--batch", "1000");
+    ensure_postgres()?;
+    run(
+        Command::new("cargo")
+            .args([
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "store",
+                "--example",
+                "apply_bench",
+                "--",
+                &rows,
+                &batch,
+            ])
+            .env(DATABASE_URL, database_url()),
+        "apply_bench",
     )
 }
 

@@ -104,11 +104,10 @@ async fn run(url: &str, rows: usize, batch: usize) -> Result<()> {
     sqlx::query("VACUUM ANALYZE captured_deletes")
         .execute(&mut conn)
         .await?;
-    let raw_bytes: i64 = sqlx::query_scalar(
-        "SELECT (avg(octet_length(raw::text)))::bigint FROM patient_procedures",
-    )
-    .fetch_one(&mut conn)
-    .await?;
+    let raw_bytes: i64 =
+        sqlx::query_scalar("SELECT (avg(octet_length(raw::text)))::bigint FROM patient_procedures")
+            .fetch_one(&mut conn)
+            .await?;
     println!(
         "set-up: {rows} landed rows (raw JSON {raw_bytes} bytes on average) and their captured \
          deletes in {:.1} s (not measured)",

@@ -48,6 +48,9 @@ use crate::plan::IdRange;
 /// instead of being split further (one page of ids).
 pub const LEAF: usize = 200;
 
+/// Ids per page of a listing (`responseFields=id`, the largest page).
+pub const IDS_PAGE: u64 = 500;
+
 /// Ids per confirmation call (`id->[...]`): a few kilobytes of URL.
 pub const CONFIRM_BATCH: usize = 100;
 
@@ -335,7 +338,9 @@ pub async fn find_deletes<A: Ask>(
         if same_total && same_le {
             continue;
         }
-        if keys.len() <= LEAF {
+        // One page of ids answers the range: list it (cheaper than two
+        // more counts a level).
+        if keys.len() <= LEAF || (keys.len() as u64).max(total) <= IDS_PAGE {
             let (ids, calls) = ask.ids(base.clone().and(range.filter())).await?;
             found.list_calls += calls;
             let there: BTreeSet<i64> = ids.into_iter().collect();

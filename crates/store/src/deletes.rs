@@ -97,6 +97,22 @@ impl DeleteSql for SqliteConnection {
     }
 }
 
+/// A reconciliation's start window as the database compares it; only
+/// appointments have a start.
+fn start_window(
+    table: Table,
+    start_between: Option<(OffsetDateTime, OffsetDateTime)>,
+) -> Result<Option<(DbTime, DbTime)>, StoreError> {
+    match start_between {
+        Some(_) if table != Table::Appointments => Err(StoreError::NoStartColumn { table }),
+        Some((from, to)) => Ok(Some((
+            DbTime::new(from).unwrap_or_else(DbTime::now),
+            DbTime::new(to).unwrap_or_else(DbTime::now),
+        ))),
+        None => Ok(None),
+    }
+}
+
 /// Ids as one JSON array, for SQLite's `json_each`.
 fn json_ids(ids: &[i64]) -> Result<String, sqlx::Error> {
     serde_json::to_string(ids).map_err(|e| sqlx::Error::Encode(Box::new(e)))
@@ -252,16 +268,7 @@ impl Store {
         table: Table,
         start_between: Option<(OffsetDateTime, OffsetDateTime)>,
     ) -> Result<Vec<LandedKey>, StoreError> {
-        let window = match start_between {
-            Some(_) if table != Table::Appointments => {
-                return Err(StoreError::NoStartColumn { table });
-            }
-            Some((from, to)) => Some((
-                DbTime::new(from).unwrap_or_else(DbTime::now),
-                DbTime::new(to).unwrap_or_else(DbTime::now),
-            )),
-            None => None,
-        };
+        let window = start_window(table, start_between)?;
         let sql = format!(
             "SELECT t.id, t.last_modified FROM {table} t WHERE t.practice_id = $1{window} \
              AND NOT EXISTS (SELECT 1 FROM captured_deletes c WHERE c.practice_id = t.practice_id \
@@ -300,16 +307,7 @@ impl Store {
         start_between: Option<(OffsetDateTime, OffsetDateTime)>,
         at_or_before: Option<OffsetDateTime>,
     ) -> Result<(u64, u64), StoreError> {
-        let window = match start_between {
-            Some(_) if table != Table::Appointments => {
-                return Err(StoreError::NoStartColumn { table });
-            }
-            Some((from, to)) => Some((
-                DbTime::new(from).unwrap_or_else(DbTime::now),
-                DbTime::new(to).unwrap_or_else(DbTime::now),
-            )),
-            None => None,
-        };
+        let window = start_window(table, start_between)?;
         let bound = at_or_before.and_then(DbTime::new);
         let sql = format!(
             "SELECT COUNT(*) AS total, COUNT(CASE WHEN t.last_modified <= $2 THEN 1 END) AS old \

@@ -2094,6 +2094,12 @@ async fn deletes_are_captured(db: Db, seed: u64) -> Result<()> {
     let captured = fixture
         .assert_captured_only_deletes("after one cycle")
         .await?;
+    ensure!(
+        run.deletes_captured() == captured.len() as i64,
+        "the run's history says {} deletes captured, {} are",
+        run.deletes_captured(),
+        captured.len()
+    );
     for id in &patients.deleted {
         let id: i64 = id.parse()?;
         ensure!(

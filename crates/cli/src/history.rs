@@ -322,6 +322,7 @@ fn history_table(runs: &[RunRecord]) -> String {
                     ),
                 },
                 count_or_dash(r.quarantined()),
+                count_or_dash(r.deletes_captured()),
                 or_dash(r.api_calls.map(|n| n.to_string())),
                 error,
             ]
@@ -338,6 +339,7 @@ fn history_table(runs: &[RunRecord]) -> String {
             "STATUS",
             "FETCHED/WRITTEN",
             "QUARANTINED",
+            "DELETES",
             "API CALLS",
             "ERROR",
         ],
@@ -361,6 +363,7 @@ fn run_json(r: &RunRecord) -> serde_json::Value {
         "fetched": r.fetched,
         "written": r.written,
         "quarantined": r.quarantined(),
+        "deletes_captured": r.deletes_captured(),
         "api_calls": r.api_calls,
         "bytes": r.bytes,
         "error_class": r.error_class,
@@ -370,6 +373,7 @@ fn run_json(r: &RunRecord) -> serde_json::Value {
             "fetched": c.fetched,
             "written": c.written,
             "quarantined": c.quarantined,
+            "deletes_captured": c.deletes_captured,
             "error_class": c.error_class,
             "error": c.error,
         })).collect::<Vec<_>>(),
@@ -770,7 +774,7 @@ mod tests {
     }
 
     #[test]
-    fn history_shows_the_records_a_run_quarantined() {
+    fn history_shows_the_records_a_run_quarantined_and_the_deletes_it_captured() {
         let mut partial = run(RunState::Partial, Some("2 record(s) could not be read"));
         partial.resources = vec![
             store::ResourceCounts {
@@ -778,6 +782,7 @@ mod tests {
                 fetched: 100,
                 written: 98,
                 quarantined: 2,
+                deletes_captured: 0,
                 error_class: None,
                 error: None,
             },
@@ -786,6 +791,7 @@ mod tests {
                 fetched: 20,
                 written: 20,
                 quarantined: 0,
+                deletes_captured: 3,
                 error_class: None,
                 error: None,
             },
@@ -799,6 +805,12 @@ mod tests {
         let json = run_json(&partial);
         assert_eq!(json["quarantined"], 2);
         assert_eq!(json["resources"][0]["quarantined"], 2);
+        // And the deletes its reconciliation captured.
+        let at = header.find("DELETES").expect("a column");
+        assert_eq!(lines[1].get(at..at + 1), Some("3"), "{text}");
+        assert_eq!(lines[2].get(at..at + 1), Some("-"), "{text}");
+        assert_eq!(json["deletes_captured"], 3);
+        assert_eq!(json["resources"][1]["deletes_captured"], 3);
     }
 
     fn run(status: RunState, message: Option<&str>) -> RunRecord {

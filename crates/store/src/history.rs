@@ -38,6 +38,10 @@ pub struct ResourceCounts {
     /// counted each time a record is fetched or retried and set aside.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub quarantined: i64,
+    /// Deletes its reconciliation captured (records Ascend no longer
+    /// lists; applied later by the nightly role).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub deletes_captured: i64,
     /// Its error's class (`auth`, `transient`...), if it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_class: Option<String>,
@@ -145,6 +149,11 @@ impl RunRecord {
     /// Records it set aside in quarantine, all resources.
     pub fn quarantined(&self) -> i64 {
         self.resources.iter().map(|r| r.quarantined).sum()
+    }
+
+    /// Deletes its reconciliations captured, all resources.
+    pub fn deletes_captured(&self) -> i64 {
+        self.resources.iter().map(|r| r.deletes_captured).sum()
     }
 }
 

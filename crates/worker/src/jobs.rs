@@ -609,6 +609,7 @@ impl Worker {
                 fetched: count(r.fetched),
                 written: count(r.written),
                 quarantined: count(r.quarantined),
+                deletes_captured: count(r.deletes_captured),
                 error_class: r.error.as_ref().map(|(class, _)| class.as_str().to_owned()),
                 error: r.error.as_ref().map(|(_, message)| message.clone()),
             })
@@ -690,6 +691,7 @@ impl Worker {
                 fetched: count(fetched),
                 written: count(written),
                 quarantined: count(quarantined),
+                deletes_captured: 0,
                 error_class: None,
                 error: None,
             }],

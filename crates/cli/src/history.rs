@@ -8,7 +8,7 @@ use std::io::Write;
 use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::json;
-use store::{HistoryQuery, PracticeOverview, PracticeStatus, RunRecord, Store};
+use store::{HistoryQuery, NightlyPassRecord, PracticeOverview, PracticeStatus, RunRecord, Store};
 use sync_core::staleness::{PracticeHealth, Staleness};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
@@ -35,6 +35,10 @@ pub struct HistoryArgs {
     /// One JSON object a line instead of a table.
     #[arg(long)]
     json: bool,
+    /// The nightly passes (deletes applied) instead of the sync runs: one
+    /// line per practice a pass acted on.
+    #[arg(long, conflicts_with_all = ["failed", "since"])]
+    nightly: bool,
 }
 
 /// Where the practices live.
@@ -110,6 +114,24 @@ async fn connect(url: &str) -> Result<Store> {
 /// `ascend-sync history`.
 pub async fn history(args: HistoryArgs) -> Result<()> {
     let store = connect(&args.database_url).await?;
+    if args.nightly {
+        let passes = store
+            .nightly_passes(args.practice.as_deref(), args.limit)
+            .await
+            .context("cannot read the nightly passes (has `ascend-sync migrate` run?)")?;
+        store.close().await;
+        let text = if args.json {
+            passes
+                .iter()
+                .map(|p| pass_json(p).to_string() + "\n")
+                .collect()
+        } else if passes.is_empty() {
+            "no nightly passes\n".to_owned()
+        } else {
+            passes_table(&passes)
+        };
+        return write_stdout(&text);
+    }
     let now = OffsetDateTime::now_utc();
     let query = HistoryQuery {
         practice_id: args.practice.clone(),
@@ -345,6 +367,64 @@ fn history_table(runs: &[RunRecord]) -> String {
         ],
         &rows,
     )
+}
+
+/// The nightly passes as a table, newest first.
+fn passes_table(passes: &[NightlyPassRecord]) -> String {
+    let rows: Vec<Vec<String>> = passes
+        .iter()
+        .map(|p| {
+            vec![
+                format_time(p.started_at),
+                p.practice_id.clone(),
+                p.trigger.to_string(),
+                p.status.to_string(),
+                p.checked.to_string(),
+                p.applied.to_string(),
+                p.cancelled.to_string(),
+                p.api_calls.to_string(),
+                match (&p.error_class, &p.error_message) {
+                    (None, None) => String::new(),
+                    (Some(class), None) => class.clone(),
+                    (None, Some(message)) => first_line(message, 100),
+                    (Some(class), Some(message)) => {
+                        format!("{class}: {}", first_line(message, 100))
+                    }
+                },
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "STARTED (UTC)",
+            "PRACTICE",
+            "TRIGGER",
+            "STATUS",
+            "CHECKED",
+            "APPLIED",
+            "CANCELLED",
+            "API CALLS",
+            "ERROR",
+        ],
+        &rows,
+    )
+}
+
+fn pass_json(p: &NightlyPassRecord) -> serde_json::Value {
+    json!({
+        "pass_id": p.pass_id,
+        "practice_id": p.practice_id,
+        "trigger": p.trigger.as_str(),
+        "started_at": rfc3339(p.started_at),
+        "ended_at": p.ended_at.and_then(rfc3339),
+        "status": p.status.as_str(),
+        "checked": p.checked,
+        "applied": p.applied,
+        "cancelled": p.cancelled,
+        "api_calls": p.api_calls,
+        "error_class": p.error_class,
+        "error_message": p.error_message,
+    })
 }
 
 fn run_json(r: &RunRecord) -> serde_json::Value {
@@ -811,6 +891,49 @@ mod tests {
         assert_eq!(lines[2].get(at..at + 1), Some("-"), "{text}");
         assert_eq!(json["deletes_captured"], 3);
         assert_eq!(json["resources"][1]["deletes_captured"], 3);
+    }
+
+    #[test]
+    fn nightly_history_lists_each_pass_with_its_counts_and_error() {
+        let pass = |practice: &str, status, applied, error: Option<&str>| NightlyPassRecord {
+            pass_id: "pass-1".to_owned(),
+            practice_id: practice.to_owned(),
+            trigger: store::NightlyTrigger::Window,
+            started_at: NOW,
+            ended_at: Some(NOW + Duration::seconds(3)),
+            status,
+            checked: applied + 1,
+            applied,
+            cancelled: 1,
+            api_calls: 2,
+            error_class: error.map(|_| "auth".to_owned()),
+            error_message: error.map(str::to_owned),
+        };
+        let passes = [
+            pass("p1", store::NightlyPassStatus::Succeeded, 41, None),
+            pass(
+                "p2",
+                store::NightlyPassStatus::Failed,
+                0,
+                Some("401 from Ascend\nrotate"),
+            ),
+        ];
+        let text = passes_table(&passes);
+        let lines: Vec<&str> = text.lines().collect();
+        let at = lines[0].find("APPLIED").expect("a column");
+        assert_eq!(lines[1].get(at..at + 2), Some("41"), "{text}");
+        assert!(
+            lines[2].contains("failed") && lines[2].contains("auth: 401 from Ascend"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("rotate"),
+            "only an error's first line: {text}"
+        );
+        let json = pass_json(&passes[0]);
+        assert_eq!(json["applied"], 41);
+        assert_eq!(json["status"], "succeeded");
+        assert_eq!(json["trigger"], "window");
     }
 
     fn run(status: RunState, message: Option<&str>) -> RunRecord {

@@ -199,18 +199,7 @@ impl Fixture {
 
     /// Creates and updates records of every resource in the simulator.
     async fn change(&self, creates: usize, updates: usize, seed: u64) -> Result<MutateResult> {
-        self.sim
-            .mutate(
-                0,
-                &MutateRequest {
-                    resource: None,
-                    creates,
-                    updates,
-                    deletes: 0,
-                    seed,
-                },
-            )
-            .await
+        self.churn(None, [creates, updates, 0], seed).await
     }
 
     /// Creates, updates and deletes records of `resource` (or of every
@@ -277,17 +266,7 @@ impl Fixture {
     /// Marks every resource reconciled whole just now, so a cycle
     /// reconciles only the hot window.
     async fn reconciled_now(&self) -> Result<()> {
-        for &resource in Resource::ALL {
-            self.store
-                .store
-                .set_reconciled_at(
-                    PRACTICE,
-                    resource.name().parse()?,
-                    OffsetDateTime::now_utc(),
-                )
-                .await?;
-        }
-        Ok(())
+        self.reconciled_at(OffsetDateTime::now_utc()).await
     }
 
     /// Runs cycles until every resource has been reconciled whole since

@@ -817,18 +817,14 @@ impl Syncer {
         let run_id = new_run_id();
         // What the cycle reconciles for deletes: resources with a
         // watermark (their initial pull done) that are offered.
-        let mut reconcilable = Vec::new();
-        for &resource in Resource::ALL {
-            if let Some(state) = self
-                .store
-                .get_sync_state(practice_id, table(resource))
-                .await?
-                && state.watermark.is_some()
-                && state.not_offered_since.is_none()
-            {
-                reconcilable.push((resource, state.reconciled_at));
-            }
-        }
+        let reconcilable: Vec<(Resource, Option<OffsetDateTime>)> = self
+            .store
+            .list_sync_states(practice_id)
+            .await?
+            .into_iter()
+            .filter(|s| s.watermark.is_some() && s.not_offered_since.is_none())
+            .map(|s| (s.table.resource(), s.reconciled_at))
+            .collect();
         let plan = sync_core::reconcile::plan_cycle(
             &reconcilable,
             OffsetDateTime::now_utc(),

@@ -21,6 +21,7 @@
 #[macro_use]
 mod text;
 mod budget;
+mod completeness;
 mod deletes;
 pub mod job;
 mod practice;
@@ -31,6 +32,7 @@ mod resource;
 mod tests;
 
 pub use budget::OrgBudget;
+pub use completeness::Completeness;
 pub use deletes::DeleteDetection;
 pub use job::{JOB_VERSION, Job, JobError, JobKind, JobMeta, Trigger};
 pub use practice::{

@@ -359,4 +359,72 @@ impl Store {
             .map(|_| ()))
         .map_err(|e| practice_error(backend, "recording a reconciliation", practice_id, e))
     }
+
+    /// Records what a whole reconciliation counted for the practice
+    /// (issue 14): Ascend's total for its scope and ours, at `at`. Equal
+    /// counts make the resource complete as of `at` and end a mismatch;
+    /// different ones start a mismatch (kept from its first count) or
+    /// count one more reconciliation that found it. Creates the state if
+    /// missing.
+    pub async fn record_count(
+        &self,
+        practice_id: &str,
+        table: Table,
+        ascend: u64,
+        held: u64,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO sync_state (practice_id, resource, ascend_count, held_count, \
+             counted_at, complete_at, mismatch_since, mismatches, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, CASE WHEN $3 = $4 THEN $5 END, \
+             CASE WHEN $3 = $4 THEN NULL ELSE $5 END, CASE WHEN $3 = $4 THEN 0 ELSE 1 END, $6) \
+             ON CONFLICT (practice_id, resource) DO UPDATE SET \
+             ascend_count = excluded.ascend_count, held_count = excluded.held_count, \
+             counted_at = excluded.counted_at, \
+             complete_at = CASE WHEN excluded.mismatches = 0 THEN excluded.counted_at \
+             ELSE sync_state.complete_at END, \
+             mismatch_since = CASE WHEN excluded.mismatches = 0 THEN NULL \
+             ELSE COALESCE(sync_state.mismatch_since, excluded.counted_at) END, \
+             mismatches = CASE WHEN excluded.mismatches = 0 THEN 0 \
+             ELSE sync_state.mismatches + 1 END, \
+             updated_at = excluded.updated_at";
+        let backend = self.backend();
+        let at = DbTime::new(at).unwrap_or_else(DbTime::now);
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        with_pool!(self, |pool| sqlx::query(SQL)
+            .bind(practice_id)
+            .bind(table.as_str())
+            .bind(count(ascend))
+            .bind(count(held))
+            .bind(at)
+            .bind(DbTime::now())
+            .execute(pool)
+            .await
+            .map(|_| ()))
+        .map_err(|e| practice_error(backend, "recording a resource's counts", practice_id, e))
+    }
+
+    /// Records that an incremental pass of `table` that began at `at`
+    /// reached its last page (creating the state if missing).
+    pub async fn set_passed_at(
+        &self,
+        practice_id: &str,
+        table: Table,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO sync_state (practice_id, resource, passed_at, updated_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (practice_id, resource) DO UPDATE SET \
+             passed_at = excluded.passed_at, updated_at = excluded.updated_at";
+        let backend = self.backend();
+        let at = DbTime::new(at).unwrap_or_else(DbTime::now);
+        with_pool!(self, |pool| sqlx::query(SQL)
+            .bind(practice_id)
+            .bind(table.as_str())
+            .bind(at)
+            .bind(DbTime::now())
+            .execute(pool)
+            .await
+            .map(|_| ()))
+        .map_err(|e| practice_error(backend, "recording a finished pass", practice_id, e))
+    }
 }

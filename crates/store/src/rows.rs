@@ -9,6 +9,7 @@ use crate::db_time::{DbDate, DbTime};
 use crate::error::StoreError;
 use crate::spec::Table;
 use crate::values::{Chunk, PassCursor, Practice, SyncState};
+use model::Completeness;
 
 /// Typed column access with the store's error, for either backend's rows.
 pub(crate) trait RowExt {
@@ -153,7 +154,8 @@ macro_rules! sync_state_columns {
     () => {
         "practice_id, resource, phase, watermark, landed_count, expected_count, last_error, \
          updated_at, not_offered_since, failing_since, pass_started_at, pass_after_id, \
-         pass_max_seen, reconciled_at"
+         pass_max_seen, reconciled_at, ascend_count, held_count, counted_at, complete_at, \
+         mismatch_since, mismatches, passed_at, shared_from"
     };
 }
 pub(crate) use sync_state_columns;
@@ -179,5 +181,15 @@ pub(crate) fn sync_state(row: &impl RowExt) -> Result<SyncState, StoreError> {
             None => None,
         },
         reconciled_at: row.opt_time("reconciled_at")?,
+        completeness: Completeness {
+            ascend_count: row.opt_int("ascend_count")?,
+            held_count: row.opt_int("held_count")?,
+            counted_at: row.opt_time("counted_at")?,
+            complete_at: row.opt_time("complete_at")?,
+            mismatch_since: row.opt_time("mismatch_since")?,
+            mismatches: i32::try_from(row.int("mismatches")?).unwrap_or(i32::MAX),
+        },
+        passed_at: row.opt_time("passed_at")?,
+        shared_from: row.opt_text("shared_from")?,
     })
 }

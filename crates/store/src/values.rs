@@ -1,5 +1,6 @@
 //! The values the store's API takes and returns.
 
+use model::Completeness;
 use time::OffsetDateTime;
 
 use crate::spec::Table;
@@ -61,6 +62,13 @@ pub struct SyncState {
     pub pass: Option<PassCursor>,
     /// When the whole resource was last reconciled (deletes, issue 13).
     pub reconciled_at: Option<OffsetDateTime>,
+    /// What the last whole reconciliation counted (issue 14).
+    pub completeness: Completeness,
+    /// When the last incremental pass that reached its last page began.
+    pub passed_at: Option<OffsetDateTime>,
+    /// For an organization-wide resource: the practice whose pull the
+    /// rows were last copied from (`None`: pulled by this practice).
+    pub shared_from: Option<String>,
 }
 
 /// How far an incremental pass got ([`Checkpoint::Pass`]).

@@ -176,7 +176,16 @@ pub struct SimConfig {
     /// data; fix it for data that stays the same from day to day (same
     /// seed, same day, same data). It may not lie after the clock's today.
     pub today: Option<time::Date>,
+    /// The number of locations of every organization (1 to
+    /// [`MAX_LOCATIONS`]; operatories scale with it). `None`: drawn from
+    /// the size (1 to 4), as for any seed before this setting existed, so
+    /// the same seed keeps its data. Record volumes do not depend on it:
+    /// more locations share the same patients, appointments and the rest.
+    pub locations: Option<u32>,
 }
+
+/// The most locations [`SimConfig::locations`] may give an organization.
+pub const MAX_LOCATIONS: u32 = 64;
 
 impl Default for SimConfig {
     fn default() -> Self {
@@ -187,6 +196,7 @@ impl Default for SimConfig {
             token_ttl: Duration::from_secs(3600),
             rate_limit_rps: None,
             today: None,
+            locations: None,
         }
     }
 }
@@ -311,6 +321,13 @@ pub async fn spawn(
     }
     if config.orgs > 10_000 {
         return Err(SimError::Config("orgs must be at most 10000".into()));
+    }
+    if let Some(n) = config.locations
+        && !(1..=MAX_LOCATIONS).contains(&n)
+    {
+        return Err(SimError::Config(format!(
+            "locations must be 1 to {MAX_LOCATIONS} per organization, not {n}"
+        )));
     }
     let (anchor_day, today) = anchor_day(&config)?;
     let addr = listener.local_addr()?;

@@ -115,7 +115,16 @@ const SIZE_STREAM: u64 = 0x5153;
 
 /// Record counts of an organization, indexed by [`Resource::index`], and
 /// the number of operatories per location.
-pub(crate) fn counts(size: Size, org_seed: u64) -> ([u64; RESOURCE_COUNT], u64) {
+///
+/// `locations` fixes the number of locations (and operatories scale with
+/// it, `ops_per_location` each); `None` draws it from the size's range, as
+/// it always has. Nothing else depends on it: the same seed and size give
+/// the same volumes whatever the number of locations.
+pub(crate) fn counts(
+    size: Size,
+    org_seed: u64,
+    locations: Option<u32>,
+) -> ([u64; RESOURCE_COUNT], u64) {
     let h = |k: u64| hash3(org_seed, SIZE_STREAM, k);
     // (locations lo..=hi, providers lo..=hi, operatories per location,
     //  carriers, divisor of the large volumes)
@@ -125,7 +134,10 @@ pub(crate) fn counts(size: Size, org_seed: u64) -> ([u64; RESOURCE_COUNT], u64) 
         Size::Medium => (2, 4, 12, 25, 4, 150, 10),
         Size::Large => (2, 4, 30, 60, 6, 300, 1),
     };
-    let locations = loc_lo + below(h(0), loc_hi - loc_lo + 1);
+    let locations = match locations {
+        Some(n) => u64::from(n),
+        None => loc_lo + below(h(0), loc_hi - loc_lo + 1),
+    };
     let providers = prov_lo + below(h(1), prov_hi - prov_lo + 1);
     // Each organization is 90%..110% of the nominal volume.
     let percent = 90 + below(h(2), 21);
@@ -155,14 +167,14 @@ mod tests {
             assert_eq!(Resource::from_path(r.path()), Some(r));
         }
         assert_eq!(Resource::from_path("patient"), None);
-        let total = |s| counts(s, 42).0.iter().sum::<u64>();
+        let total = |s| counts(s, 42, None).0.iter().sum::<u64>();
         let (small, medium, large) = (total(Size::Small), total(Size::Medium), total(Size::Large));
         let tiny = total(Size::Tiny);
         assert!((150..400).contains(&tiny), "tiny {tiny}");
         assert!((4_000..8_000).contains(&small), "small {small}");
         assert!((80_000..130_000).contains(&medium), "medium {medium}");
         assert!((900_000..1_300_000).contains(&large), "large {large}");
-        let (c, _) = counts(Size::Large, 42);
+        let (c, _) = counts(Size::Large, 42, None);
         assert!((2..=4).contains(&c[Resource::Locations.index()]));
     }
 }

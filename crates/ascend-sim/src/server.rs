@@ -53,10 +53,11 @@ pub(crate) fn build(
     let mut orgs = Vec::with_capacity(config.orgs);
     for i in 0..config.orgs as u64 {
         let mut info = org_info(config.seed, i, base_url);
-        let world = World::new(
+        let world = World::with_locations(
             config.seed,
             i,
             config.size,
+            config.locations,
             anchor_day,
             info.api_base.clone(),
         );

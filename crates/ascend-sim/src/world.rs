@@ -122,7 +122,9 @@ pub(crate) enum TxType {
 
 impl World {
     /// The world of organization `org_index`, placed at `anchor_day`
-    /// (days since 1970-01-01; see [`EARLIEST_ANCHOR_DAY`]).
+    /// (days since 1970-01-01; see [`EARLIEST_ANCHOR_DAY`]), with the
+    /// size's number of locations.
+    #[cfg(test)]
     pub(crate) fn new(
         sim_seed: u64,
         org_index: u64,
@@ -130,8 +132,22 @@ impl World {
         anchor_day: i64,
         api_base: String,
     ) -> Self {
+        Self::with_locations(sim_seed, org_index, size, None, anchor_day, api_base)
+    }
+
+    /// [`World::new`] with the number of locations fixed
+    /// ([`crate::SimConfig::locations`]); `None` draws it from the size.
+    /// Location weights cycle [`LOCATION_WEIGHTS`] whatever the number.
+    pub(crate) fn with_locations(
+        sim_seed: u64,
+        org_index: u64,
+        size: Size,
+        locations: Option<u32>,
+        anchor_day: i64,
+        api_base: String,
+    ) -> Self {
         let seed = hash3(sim_seed, stream::ORG, org_index);
-        let (counts, ops_per_location) = counts(size, seed);
+        let (counts, ops_per_location) = counts(size, seed, locations);
         let ids: Vec<IdSpace> = Resource::ALL
             .iter()
             .map(|r| IdSpace::new(counts[r.index()], seed, org_index, r.index() as u64))
@@ -511,5 +527,78 @@ mod tests {
             .filter_map(|p| w.location_of(Resource::Patients, p))
             .collect();
         assert_eq!(used.len() as u64, locs, "every location has patients");
+    }
+
+    #[test]
+    fn a_fixed_number_of_locations_each_with_patients_and_appointments() {
+        for size in [Size::Small, Size::Medium] {
+            let w = World::with_locations(7, 0, size, Some(10), TEST_DAY, "http://x".into());
+            let default = World::new(7, 0, size, TEST_DAY, "http://x".into());
+            assert_eq!(w.count(Resource::Locations), 10);
+            assert_eq!(w.loc_weights, [6, 3, 2, 1, 6, 3, 2, 1, 6, 3]);
+            assert_eq!(
+                w.count(Resource::Operatories),
+                10 * w.ops_per_location,
+                "{size:?}"
+            );
+            // The volumes are the size's: more locations share them.
+            for res in Resource::ALL {
+                if !matches!(res, Resource::Locations | Resource::Operatories) {
+                    assert_eq!(w.count(res), default.count(res), "{size:?} {res:?}");
+                }
+            }
+            for res in [
+                Resource::Patients,
+                Resource::Appointments,
+                Resource::Operatories,
+            ] {
+                let mut per_location = [0u64; 10];
+                for i in 0..w.count(res) {
+                    let l = w.location_of(res, i).unwrap_or(u64::MAX);
+                    assert!(l < 10, "{res:?} {i} at location {l}");
+                    per_location[l as usize] += 1;
+                }
+                assert!(
+                    per_location.iter().all(|&n| n > 0),
+                    "{size:?} {res:?} per location {per_location:?}"
+                );
+            }
+        }
+        let one = World::with_locations(7, 0, Size::Small, Some(1), TEST_DAY, "http://x".into());
+        assert_eq!(one.count(Resource::Locations), 1);
+        assert!(
+            (0..one.count(Resource::Appointments))
+                .all(|i| one.location_of(Resource::Appointments, i) == Some(0))
+        );
+    }
+
+    /// Counts measured before `SimConfig::locations` existed: `None` must
+    /// keep every seed's data as it was.
+    #[test]
+    fn no_fixed_number_of_locations_keeps_the_counts_of_before() {
+        #[rustfmt::skip]
+        let before: [(u64, u64, Size, [u64; RESOURCE_COUNT], u64); 12] = [
+            (1, 0, Size::Small, [3, 6, 9, 321, 1605, 160, 481, 2407, 240, 40, 802], 3),
+            (1, 0, Size::Medium, [4, 15, 16, 6420, 32100, 3210, 9630, 48150, 4815, 150, 16050], 4),
+            (7, 0, Size::Tiny, [2, 3, 4, 12, 61, 6, 18, 91, 9, 10, 30], 2),
+            (7, 0, Size::Small, [3, 6, 9, 306, 1530, 153, 459, 2295, 229, 40, 765], 3),
+            (7, 0, Size::Medium, [4, 15, 16, 6120, 30600, 3060, 9180, 45900, 4590, 150, 15300], 4),
+            (7, 0, Size::Large, [4, 38, 24, 61200, 306000, 30600, 91800, 459000, 45900, 300, 153000], 6),
+            (7, 1, Size::Small, [3, 5, 9, 279, 1395, 139, 418, 2092, 209, 40, 697], 3),
+            (42, 0, Size::Small, [3, 9, 9, 297, 1485, 148, 445, 2227, 222, 40, 742], 3),
+            (42, 0, Size::Large, [4, 56, 24, 59400, 297000, 29700, 89100, 445500, 44550, 300, 148500], 6),
+            (42, 3, Size::Tiny, [1, 5, 2, 10, 54, 5, 16, 81, 8, 10, 27], 2),
+            (42, 3, Size::Small, [2, 8, 6, 273, 1365, 136, 409, 2047, 204, 40, 682], 3),
+            (42, 3, Size::Medium, [3, 23, 12, 5460, 27300, 2730, 8190, 40950, 4095, 150, 13650], 4),
+        ];
+        for (seed, org, size, counts, ops) in before {
+            let w = World::with_locations(seed, org, size, None, TEST_DAY, "http://x".into());
+            assert_eq!(w.counts, counts, "seed {seed}, org {org}, {size:?}");
+            assert_eq!(w.ops_per_location, ops, "seed {seed}, org {org}, {size:?}");
+            assert_eq!(
+                World::new(seed, org, size, TEST_DAY, "http://x".into()).counts,
+                counts
+            );
+        }
     }
 }

@@ -1220,3 +1220,56 @@ async fn large_orgs_start_at_once_and_page_anywhere() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn an_organization_can_have_a_chosen_number_of_locations() -> Result<()> {
+    let h = start(SimConfig {
+        locations: Some(10),
+        ..SimConfig::default()
+    })
+    .await?;
+    let org = h.org(0)?;
+    ensure!(org.location_ids.len() == 10, "{:?}", org.location_ids);
+    let token = h.token(0).await?;
+    let locations = h.get_ok(&token, "/v1/locations?pageSize=100").await?;
+    let served: Vec<String> = locations["data"]
+        .as_array()
+        .context("data")?
+        .iter()
+        .map(|l| id_of(l).map(|id| id.to_string()))
+        .collect::<Result<_>>()?;
+    ensure!(served == org.location_ids, "{served:?}");
+    // The location filter partitions the org's location-scoped records.
+    for resource in ["patients", "appointments", "operatories"] {
+        let all = total(&h, &token, resource, "id>=0").await?;
+        let mut sum = 0;
+        for loc in &org.location_ids {
+            let n = total(&h, &token, resource, &format!("location.id=={loc}")).await?;
+            ensure!(n > 0, "no {resource} at location {loc}");
+            sum += n;
+        }
+        ensure!(
+            sum == all,
+            "{resource}: {sum} across locations, {all} in all"
+        );
+    }
+
+    for refused in [0, 65] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let started = ascend_sim::spawn(
+            SimConfig {
+                locations: Some(refused),
+                ..SimConfig::default()
+            },
+            listener,
+        )
+        .await;
+        match started {
+            Err(ascend_sim::SimError::Config(message)) => {
+                ensure!(message.contains("1 to 64"), "{message}")
+            }
+            other => bail!("locations {refused} was not refused: {other:?}"),
+        }
+    }
+    Ok(())
+}

@@ -33,6 +33,10 @@ pub struct SimArgs {
     /// same data on any day (with the same seed).
     #[arg(long, value_parser = parse_day)]
     today: Option<time::Date>,
+    /// Locations per organization, 1 to 64 (operatories scale with it; the
+    /// records are shared among them). Default: 1 to 4, drawn from the seed.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(ascend_sim::MAX_LOCATIONS)))]
+    locations: Option<u32>,
 }
 
 /// A `YYYY-MM-DD` date.
@@ -55,6 +59,7 @@ pub async fn run(args: SimArgs) -> Result<()> {
         token_ttl: Duration::from_secs(args.token_ttl_secs),
         rate_limit_rps: args.rate_limit,
         today: args.today,
+        locations: args.locations,
     };
     let sim = ascend_sim::spawn(config, listener)
         .await
@@ -100,6 +105,39 @@ pub async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Command {
+        #[command(flatten)]
+        sim: SimArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<SimArgs, clap::Error> {
+        use clap::Parser;
+        Command::try_parse_from(std::iter::once("sim").chain(args.iter().copied())).map(|c| c.sim)
+    }
+
+    #[test]
+    fn locations_is_1_to_64_and_unset_by_default() -> Result<()> {
+        assert_eq!(parse(&[])?.locations, None);
+        assert_eq!(parse(&["--locations", "10"])?.locations, Some(10));
+        assert_eq!(parse(&["--locations", "1"])?.locations, Some(1));
+        assert_eq!(parse(&["--locations", "64"])?.locations, Some(64));
+        // Read as a flag, not a value, but refused all the same.
+        assert!(parse(&["--locations", "-1"]).is_err());
+        for bad in ["0", "65", "ten", ""] {
+            let Err(error) = parse(&["--locations", bad]) else {
+                anyhow::bail!("--locations {bad} was accepted");
+            };
+            let message = error.to_string();
+            assert!(message.contains("--locations"), "{message}");
+        }
+        let Err(error) = parse(&["--locations", "65"]) else {
+            anyhow::bail!("65 accepted");
+        };
+        assert!(error.to_string().contains("1..=64"), "{error}");
+        Ok(())
+    }
 
     #[test]
     fn today_is_a_calendar_date() {

@@ -13,7 +13,7 @@ ALTER TABLE sync_state ADD COLUMN held_count bigint;
 ALTER TABLE sync_state ADD COLUMN counted_at timestamptz;
 ALTER TABLE sync_state ADD COLUMN complete_at timestamptz;
 ALTER TABLE sync_state ADD COLUMN mismatch_since timestamptz;
-ALTER TABLE sync_state ADD COLUMN mismatches integer NOT NULL DEFAULT 0
+ALTER TABLE sync_state ADD COLUMN mismatches bigint NOT NULL DEFAULT 0
     CONSTRAINT sync_state_mismatches_check CHECK (mismatches >= 0);
 
 -- One pull per organization: passed_at is when the last incremental pass

@@ -319,6 +319,38 @@ impl TestStore {
         &self.url
     }
 
+    /// Deletes one landed row behind the sync's back, as someone with
+    /// database access might: the gap a reconciliation must find. Through
+    /// a connection of its own (the store has no API that deletes a live
+    /// row, by design).
+    pub async fn delete_row(&self, practice_id: &str, table: store::Table, id: i64) -> Result<()> {
+        let sql = format!(
+            "DELETE FROM {} WHERE practice_id = $1 AND id = $2",
+            table.as_str()
+        );
+        let deleted = if self.admin_url.is_some() {
+            let pool = sqlx::PgPool::connect(&self.url).await?;
+            let done = sqlx::query(&sql)
+                .bind(practice_id)
+                .bind(id)
+                .execute(&pool)
+                .await?;
+            pool.close().await;
+            done.rows_affected()
+        } else {
+            let pool = sqlx::SqlitePool::connect(&self.url).await?;
+            let done = sqlx::query(&sql)
+                .bind(practice_id)
+                .bind(id)
+                .execute(&pool)
+                .await?;
+            pool.close().await;
+            done.rows_affected()
+        };
+        anyhow::ensure!(deleted == 1, "no row {id} of {table} for {practice_id}");
+        Ok(())
+    }
+
     /// Closes the pool and drops the scratch database.
     pub async fn remove(self) -> Result<()> {
         self.store.close().await;

@@ -865,6 +865,7 @@ mod tests {
                 deletes_captured: 0,
                 error_class: None,
                 error: None,
+                ..Default::default()
             },
             store::ResourceCounts {
                 resource: "visits".to_owned(),
@@ -874,6 +875,7 @@ mod tests {
                 deletes_captured: 3,
                 error_class: None,
                 error: None,
+                ..Default::default()
             },
         ];
         let text = history_table(&[partial.clone(), run(RunState::Succeeded, None)]);

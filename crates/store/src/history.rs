@@ -26,7 +26,7 @@ pub const MAX_ERROR_CHARS: usize = 2_000;
 pub const MAX_RESOURCE_ERROR_CHARS: usize = 500;
 
 /// What one resource of a run fetched and wrote.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ResourceCounts {
     /// The resource (landed table name).
     pub resource: String,
@@ -42,6 +42,15 @@ pub struct ResourceCounts {
     /// lists; applied later by the nightly role).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub deletes_captured: i64,
+    /// Records Ascend lists that our copy lacked, found by its
+    /// reconciliation and landed (a gap repaired).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub recovered: i64,
+    /// For an organization-wide resource shared by the organization's
+    /// practices (issue 14): how this run had it (pulled and copied to
+    /// other locations, pulled by another location's job, copied whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared: Option<String>,
     /// Its error's class (`auth`, `transient`...), if it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_class: Option<String>,

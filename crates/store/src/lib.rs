@@ -49,6 +49,7 @@ mod queue;
 mod readback;
 mod rows;
 mod runtime;
+mod share;
 pub mod spec;
 mod store;
 mod values;
@@ -75,6 +76,7 @@ pub use quarantine::QuarantinedRecord;
 pub use queue::ReceiptOutcome;
 pub use readback::LandedRecord;
 pub use runtime::{DuePractice, ForceDecision, chunk_lease_key, practice_lease_key};
+pub use share::{Copy, Member, SHARE_CHUNK, Shared};
 pub use spec::{Kind, Table, UnknownTable};
 pub use store::Store;
 pub use values::{

@@ -166,6 +166,18 @@ pub enum Outcome {
         pending: usize,
         /// Records of the chunk set aside in quarantine.
         quarantined: u64,
+        /// Jobs of other practices of the organization to send: their
+        /// share chunks, done by this chunk's finished pull (issue 14).
+        wake: Vec<Job>,
+    },
+    /// The job cannot go on yet and did nothing (a share chunk whose
+    /// organization's lease another job holds): look again after
+    /// `retry_after`, without using up a delivery.
+    Wait {
+        /// Why, for history.
+        reason: String,
+        /// When to look again.
+        retry_after: Duration,
     },
 }
 
@@ -385,6 +397,17 @@ pub fn conclude(
             },
         ),
         Outcome::Failed { class, message } => failed(job, class, message, delivered, timing),
+        Outcome::Wait {
+            reason,
+            retry_after,
+        } => Decision {
+            run: RunState::Skipped,
+            error: Some((ErrorClass::Skipped, reason)),
+            effects: Effects::default(),
+            settle: Settle::Requeue {
+                delay: retry_after.min(MAX_REQUEUE_DELAY),
+            },
+        },
         Outcome::Throttled {
             retry_after,
             message,
@@ -500,6 +523,7 @@ pub fn conclude(
             unplanned,
             pending,
             quarantined,
+            wake,
         } => {
             let complete = initial_sync_complete(unplanned, pending);
             // Records in quarantine do not hold the initial sync back (the
@@ -524,6 +548,7 @@ pub fn conclude(
                     },
                     finish_initial: complete,
                     unqueue_chunk: chunk_id,
+                    enqueue: wake,
                     ..Effects::default()
                 },
             )

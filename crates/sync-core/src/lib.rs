@@ -31,6 +31,7 @@ pub mod reconcile;
 pub mod replay;
 pub mod schedule;
 pub mod scope;
+pub mod share;
 pub mod staleness;
 pub mod watermark;
 

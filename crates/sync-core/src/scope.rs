@@ -19,6 +19,14 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// The scope of a practice: its location, or the whole organization
+    /// when it has none (`location_id` 0).
+    pub fn of(practice: &model::Practice) -> Scope {
+        Scope {
+            location_id: u64::try_from(practice.location_id).ok().filter(|l| *l > 0),
+        }
+    }
+
     /// Whether `resource` is filtered by location.
     pub fn is_location_scoped(resource: Resource) -> bool {
         matches!(

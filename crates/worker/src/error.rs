@@ -27,6 +27,13 @@ pub enum SyncError {
          integration for this organization; a person must act (ask the vendor to enable it)"
     )]
     NotEnabled { practice_id: String },
+    /// Another job of the organization held its planning lease for too
+    /// long (issue 14).
+    #[error(
+        "another job of organization {organization_id} kept its planning lease for 30 s; the plan \
+         is tried again (if this persists, look for a stuck worker holding `org-plan:` in job_leases)"
+    )]
+    OrganizationBusy { organization_id: String },
 }
 
 impl SyncError {
@@ -48,6 +55,7 @@ impl SyncError {
             SyncError::Interrupted(_) => ErrorClass::Interrupted,
             SyncError::UnknownPractice(_) => ErrorClass::State,
             SyncError::NotEnabled { .. } => ErrorClass::Auth,
+            SyncError::OrganizationBusy { .. } => ErrorClass::Transient,
         }
     }
 }

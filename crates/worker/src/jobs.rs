@@ -594,7 +594,14 @@ impl Worker {
         let report = match self
             .inner
             .syncer
-            .run_incremental(job.practice_id(), org)
+            .run_incremental(
+                job.practice_id(),
+                org,
+                crate::sync::Asked {
+                    at: job.meta().enqueued_at,
+                    scheduled: job.meta().trigger == model::Trigger::Schedule,
+                },
+            )
             .await
         {
             Ok(report) => report,
@@ -610,6 +617,8 @@ impl Worker {
                 written: count(r.written),
                 quarantined: count(r.quarantined),
                 deletes_captured: count(r.deletes_captured),
+                recovered: count(r.recovered),
+                shared: r.shared.clone(),
                 error_class: r.error.as_ref().map(|(class, _)| class.as_str().to_owned()),
                 error: r.error.as_ref().map(|(_, message)| message.clone()),
             })
@@ -671,12 +680,43 @@ impl Worker {
             Err(error) => return Step::failed(ErrorClass::Store, error.to_string()),
         };
         let syncer = &self.inner.syncer;
+        if chunk.filter == store::SHARE_CHUNK && chunk.status != store::ChunkStatus::Done {
+            return self.share_chunk(job, &chunk, org).await;
+        }
         let (fetched, written, quarantined) = if chunk.status == store::ChunkStatus::Done {
             (0, 0, 0)
         } else {
             match syncer.run_chunk(practice_id, org, &chunk).await {
                 Ok(report) => (report.fetched, report.written, report.quarantined),
                 Err(error) => return Step::from_error(&error),
+            }
+        };
+        // A finished pull of an organization-wide resource goes to the
+        // practices of the organization that wait for it (issue 14).
+        let wake = match syncer
+            .share_with_waiters(practice_id, chunk.table.resource(), job.job_id())
+            .await
+        {
+            Ok(woken) => woken
+                .into_iter()
+                .map(|w| {
+                    Job::chunk(
+                        &model::JobMeta {
+                            job_id: format!("{}-{}", job.job_id(), w.practice_id),
+                            practice_id: w.practice_id,
+                            trigger: job.meta().trigger,
+                            enqueued_at: job.meta().enqueued_at,
+                        },
+                        w.resource,
+                        w.chunk_id,
+                        OffsetDateTime::now_utc(),
+                    )
+                })
+                .collect(),
+            Err(error) => {
+                // The waiting practices' own jobs copy it.
+                tracing::warn!(message = "Could not share a finished pull with the practices waiting for it.", error = %error);
+                Vec::new()
             }
         };
         let (unplanned, pending) = match syncer.initial_progress(practice_id).await {
@@ -691,14 +731,77 @@ impl Worker {
                 fetched: count(fetched),
                 written: count(written),
                 quarantined: count(quarantined),
-                deletes_captured: 0,
                 error_class: None,
                 error: None,
+                ..ResourceCounts::default()
             }],
             ..Step::of(Outcome::ChunkDone {
                 unplanned,
                 pending,
                 quarantined,
+                wake,
+            })
+        }
+    }
+
+    /// A share chunk (issue 14): the practice copies an organization-wide
+    /// resource from a sibling's pull instead of pulling it.
+    async fn share_chunk(&self, job: &Job, chunk: &store::Chunk, org: &OrgClient) -> Step {
+        let practice_id = job.practice_id();
+        let syncer = &self.inner.syncer;
+        let resource = chunk.table.resource();
+        let shared = match syncer
+            .run_share_chunk(practice_id, chunk, job.job_id())
+            .await
+        {
+            Ok(shared) => shared,
+            Err(error) => return Step::from_error(&error),
+        };
+        let (written, note) = match shared {
+            crate::sync::ShareChunk::Copied(done) => (
+                done.rows,
+                format!("copied from the organization's pull ({} rows)", done.rows),
+            ),
+            crate::sync::ShareChunk::Busy => {
+                return Step::of(Outcome::Wait {
+                    reason: format!(
+                        "{resource}: another job of the organization holds its lease; the copy \
+                         is tried again shortly"
+                    ),
+                    retry_after: Duration::from_secs(15),
+                });
+            }
+            crate::sync::ShareChunk::Waiting { puller } => {
+                return Step::of(Outcome::Skipped {
+                    reason: format!(
+                        "{resource}: waits for {puller}'s pull of it, copied when that pull \
+                         finishes"
+                    ),
+                    release_claim: false,
+                });
+            }
+            crate::sync::ShareChunk::Unplanned => {
+                // Nobody pulls it any more: this practice plans it itself.
+                return self.initial_plan(job, org).await;
+            }
+        };
+        let (unplanned, pending) = match syncer.initial_progress(practice_id).await {
+            Ok(progress) => progress,
+            Err(error) => return Step::from_error(&error),
+        };
+        Step {
+            written,
+            resources: vec![ResourceCounts {
+                resource: chunk.table.as_str().to_owned(),
+                written: count(written),
+                shared: Some(note),
+                ..ResourceCounts::default()
+            }],
+            ..Step::of(Outcome::ChunkDone {
+                unplanned,
+                pending,
+                quarantined: 0,
+                wake: Vec::new(),
             })
         }
     }

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ascend_client::{AscendId, ClientError, ErrorClass, ListQuery, OrgClient, Page, Resource};
 use blob::{Archive, PageKey};
 use store::{
-    BadRecord, Checkpoint, Chunk, LandOutcome, LandedRow, NewChunk, PageRecords, PassCursor, Store,
-    SyncPhase, Table,
+    BadRecord, Checkpoint, Chunk, LandOutcome, LandedRow, NewChunk, PageRecords, PassCursor,
+    PracticeStatus, Store, SyncPhase, Table,
 };
 use sync_core::plan::{self, ChunkWindow, IdRange};
 use sync_core::{Scope, watermark};
@@ -20,6 +20,9 @@ use tokio::task::JoinSet;
 use crate::SyncError;
 
 mod reconcile;
+mod share;
+
+pub use share::ShareChunk;
 
 /// How a [`Syncer`] works.
 #[derive(Debug, Clone)]
@@ -114,6 +117,66 @@ pub struct ResourceOutcome {
     pub deletes_captured: u64,
     /// Whether the resource was reconciled this cycle.
     pub reconciled: bool,
+    /// Records its reconciliation found missing from our copy and landed.
+    pub recovered: u64,
+    /// For an organization-wide resource shared by the organization's
+    /// practices: how this cycle had it (issue 14).
+    pub shared: Option<String>,
+}
+
+impl ResourceOutcome {
+    /// Nothing done yet.
+    pub fn new(resource: Resource) -> Self {
+        ResourceOutcome {
+            resource,
+            pages: 0,
+            fetched: 0,
+            written: 0,
+            quarantined: 0,
+            released: 0,
+            error: None,
+            retry_after: None,
+            deletes_captured: 0,
+            reconciled: false,
+            recovered: 0,
+            shared: None,
+        }
+    }
+
+    fn failed(resource: Resource, error: &SyncError) -> Self {
+        ResourceOutcome {
+            error: Some((error.class(), error.to_string())),
+            retry_after: error.retry_after(),
+            ..ResourceOutcome::new(resource)
+        }
+    }
+
+    fn noted(mut self, notes: Vec<String>) -> Self {
+        if !notes.is_empty() {
+            self.shared = Some(notes.join("; "));
+        }
+        self
+    }
+}
+
+/// Who asked for an incremental cycle, and when: whether an
+/// organization-wide resource is pulled (`sync_core::share::pull_due`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Asked {
+    /// When the job was enqueued.
+    pub at: OffsetDateTime,
+    /// Whether the scheduler asked (not a person or an administrator).
+    pub scheduled: bool,
+}
+
+impl Asked {
+    /// Asked by a person now.
+    pub fn now() -> Self {
+        Asked {
+            at: OffsetDateTime::now_utc(),
+            scheduled: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,14 +270,14 @@ impl Syncer {
     /// The practice's scope. Whether it may be synced at all is the job
     /// rules' (`sync_core::job::admit`), asked before any of this runs.
     async fn scope(&self, practice_id: &str) -> Result<Scope, SyncError> {
-        let practice = self
-            .store
+        Ok(Scope::of(&self.practice(practice_id).await?))
+    }
+
+    async fn practice(&self, practice_id: &str) -> Result<store::Practice, SyncError> {
+        self.store
             .get_practice(practice_id)
             .await?
-            .ok_or_else(|| SyncError::UnknownPractice(practice_id.to_owned()))?;
-        Ok(Scope {
-            location_id: u64::try_from(practice.location_id).ok().filter(|l| *l > 0),
-        })
+            .ok_or_else(|| SyncError::UnknownPractice(practice_id.to_owned()))
     }
 
     /// Starts archiving, then landing, a page with its checkpoint.
@@ -296,16 +359,37 @@ impl Syncer {
         practice_id: &str,
         org: &OrgClient,
     ) -> Result<InitialReport, SyncError> {
-        let scope = self.scope(practice_id).await?;
+        let practice = self.practice(practice_id).await?;
+        let scope = Scope::of(&practice);
         let started = OffsetDateTime::now_utc();
+        let holder = new_run_id();
         let mut report = InitialReport::default();
         let mut forbidden = 0;
+        let mut claim: Option<share::OrgLease> = None;
         for &resource in Resource::ALL {
             let t = table(resource);
             let state = self.store.get_sync_state(practice_id, t).await?;
             if state.as_ref().is_some_and(|s| s.expected_count.is_some()) {
                 continue;
             }
+            // An organization-wide resource a sibling has, or is pulling,
+            // is copied from it rather than pulled (issue 14). One this
+            // practice pulls is planned under the organization's planning
+            // lease, released when the next resource is planned.
+            if let Some(claim) = claim.take() {
+                claim.release().await;
+            }
+            claim = if Scope::is_location_scoped(resource) {
+                None
+            } else {
+                match self.plan_shared(&practice, resource, &holder).await? {
+                    share::SharedPlan::Done(how) => {
+                        tracing::info!(resource = %resource, how = %how, "organization-wide resource shared");
+                        continue;
+                    }
+                    share::SharedPlan::Pull(claim) => claim,
+                }
+            };
             let base = scope.base_filter(resource);
             let span = match self.id_span(org, resource, &base).await {
                 Ok((span, calls)) => {
@@ -409,6 +493,9 @@ impl Syncer {
                 .set_expected_count(practice_id, t, i64::try_from(planned.total).ok())
                 .await?;
             self.store.set_last_error(practice_id, t, None).await?;
+        }
+        if let Some(claim) = claim.take() {
+            claim.release().await;
         }
         if forbidden == Resource::ALL.len() {
             // Every resource refused: the integration is not enabled.
@@ -566,18 +653,7 @@ impl Syncer {
         run_id: &str,
         reconcile: Option<sync_core::reconcile::Reconcile>,
     ) -> ResourceOutcome {
-        let mut outcome = ResourceOutcome {
-            resource,
-            pages: 0,
-            fetched: 0,
-            written: 0,
-            quarantined: 0,
-            released: 0,
-            error: None,
-            retry_after: None,
-            deletes_captured: 0,
-            reconciled: false,
-        };
+        let mut outcome = ResourceOutcome::new(resource);
         let result: Result<(), SyncError> = async {
             let t = table(resource);
             let state = self.store.get_sync_state(practice_id, t).await?;
@@ -654,6 +730,7 @@ impl Syncer {
                 outcome.fetched += fetched;
             }
             self.store.set_last_error(practice_id, t, None).await?;
+            self.store.set_passed_at(practice_id, t, started).await?;
             if state
                 .as_ref()
                 .is_some_and(|s| s.not_offered_since.is_some())
@@ -674,6 +751,7 @@ impl Syncer {
                     .await?;
                 outcome.deletes_captured = done.captured;
                 outcome.written += done.recovered;
+                outcome.recovered = done.recovered;
                 outcome.pages += done.pages;
                 outcome.reconciled = true;
             }
@@ -808,13 +886,45 @@ impl Syncer {
     /// resource that fails does not stop the others. What the cycle's
     /// outcome means for the practice is the job rules'
     /// (`sync_core::job::conclude`).
+    ///
+    /// The organization-wide resources of a practice with siblings in its
+    /// organization are the organization's (issue 14): pulled by this cycle
+    /// only if it takes the organization's lease and they are due, and
+    /// then copied to the siblings (`share.rs`); while another job holds
+    /// the lease they are left to it.
     pub async fn run_incremental(
         &self,
         practice_id: &str,
         org: &OrgClient,
+        asked: Asked,
     ) -> Result<RunReport, SyncError> {
-        let scope = self.scope(practice_id).await?;
+        let practice = self.practice(practice_id).await?;
+        let scope = Scope::of(&practice);
         let run_id = new_run_id();
+        // Alone in its organization, a practice pulls everything itself,
+        // without the organization's lease.
+        let siblings = self
+            .store
+            .organization_members(&practice.organization_id, Table::Locations)
+            .await?
+            .iter()
+            .any(|m| {
+                m.practice_id != practice.practice_id
+                    && matches!(
+                        m.status,
+                        PracticeStatus::InitialSync | PracticeStatus::Active
+                    )
+            });
+        let lease = if siblings {
+            share::OrgLease::try_take(
+                &self.store,
+                sync_core::share::org_lease_key(&practice.organization_id),
+                &run_id,
+            )
+            .await?
+        } else {
+            None
+        };
         // What the cycle reconciles for deletes: resources with a
         // watermark (their initial pull done) that are offered.
         let reconcilable: Vec<(Resource, Option<OffsetDateTime>)> = self
@@ -832,33 +942,52 @@ impl Syncer {
         );
         let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let mut tasks = JoinSet::new();
+        let mut slots: Vec<Option<ResourceOutcome>> = vec![None; Resource::ALL.len()];
         for (index, &resource) in Resource::ALL.iter().enumerate() {
+            let shared = siblings && !Scope::is_location_scoped(resource);
+            if shared && lease.is_none() {
+                slots[index] = Some(ResourceOutcome {
+                    shared: Some(
+                        "pulled for the organization by another location's job now".to_owned(),
+                    ),
+                    ..ResourceOutcome::new(resource)
+                });
+                continue;
+            }
             let (syncer, org, permits, run_id) =
                 (self.clone(), org.clone(), permits.clone(), run_id.clone());
-            let practice_id = practice_id.to_owned();
+            let practice = practice.clone();
             let reconcile = plan.iter().find(|p| p.resource == resource).copied();
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await;
-                (
-                    index,
+                let outcome = if shared {
+                    syncer
+                        .shared_resource(
+                            &practice, &org, scope, resource, &run_id, reconcile, asked,
+                        )
+                        .await
+                } else {
                     syncer
                         .incremental_resource(
-                            &practice_id,
+                            &practice.practice_id,
                             &org,
                             scope,
                             resource,
                             &run_id,
                             reconcile,
                         )
-                        .await,
-                )
+                        .await
+                };
+                (index, outcome)
             });
         }
-        let mut slots: Vec<Option<ResourceOutcome>> = vec![None; Resource::ALL.len()];
         while let Some(joined) = tasks.join_next().await {
             if let Ok((index, outcome)) = joined {
                 slots[index] = Some(outcome);
             }
+        }
+        if let Some(lease) = lease {
+            lease.release().await;
         }
         let resources: Vec<ResourceOutcome> = slots.into_iter().flatten().collect();
         let failed = resources.iter().filter(|r| r.error.is_some()).count();

@@ -515,6 +515,7 @@ fn end(status: RunState, ended_at: OffsetDateTime) -> RunEnd {
                 deletes_captured: 0,
                 error_class: None,
                 error: None,
+                ..Default::default()
             },
             ResourceCounts {
                 resource: "appointments".to_owned(),
@@ -524,6 +525,7 @@ fn end(status: RunState, ended_at: OffsetDateTime) -> RunEnd {
                 deletes_captured: 0,
                 error_class: failed.then(|| "transient".to_owned()),
                 error: failed.then(|| "503 from Ascend\nretry later".to_owned()),
+                ..Default::default()
             },
         ],
         fetched: 10,

@@ -88,6 +88,7 @@ fn chunk_done(unplanned: usize, pending: usize, quarantined: u64) -> Outcome {
         unplanned,
         pending,
         quarantined,
+        wake: Vec::new(),
     }
 }
 
@@ -1098,4 +1099,55 @@ fn a_run_that_quarantined_records_says_how_many_and_is_never_a_plain_success() {
         chunk.effects.finish_initial,
         "quarantine never holds the initial sync back"
     );
+}
+
+#[test]
+fn a_share_chunk_that_must_wait_comes_back_without_using_a_delivery() {
+    let decision = conclude(
+        &chunk(),
+        Outcome::Wait {
+            reason: "the organization's lease is held".into(),
+            retry_after: Duration::from_secs(20),
+        },
+        last(),
+        TIMING,
+        NOW,
+    );
+    assert_eq!(decision.run, RunState::Skipped);
+    assert_eq!(
+        decision.settle,
+        Settle::Requeue {
+            delay: Duration::from_secs(20)
+        }
+    );
+    // Nothing changes: the chunk stays queued, the claim is kept.
+    assert_eq!(decision.effects, Effects::default());
+}
+
+#[test]
+fn a_chunk_that_finished_a_shared_pull_wakes_the_waiting_practices() {
+    let waiting = Job::chunk(
+        &JobMeta {
+            practice_id: "p-2".into(),
+            ..meta(Trigger::Schedule)
+        },
+        Resource::Patients,
+        44,
+        NOW,
+    );
+    let decision = conclude(
+        &chunk(),
+        Outcome::ChunkDone {
+            unplanned: 0,
+            pending: 3,
+            quarantined: 0,
+            wake: vec![waiting.clone()],
+        },
+        first(),
+        TIMING,
+        NOW,
+    );
+    assert_eq!(decision.run, RunState::Succeeded);
+    assert_eq!(decision.effects.enqueue, vec![waiting]);
+    assert_eq!(decision.settle, Settle::Delete);
 }

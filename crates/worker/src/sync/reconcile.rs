@@ -110,6 +110,9 @@ impl Syncer {
                 self.store
                     .set_reconciled_at(practice_id, t, started)
                     .await?;
+                self.store
+                    .record_count(practice_id, t, root.total, held_total, started)
+                    .await?;
             }
             tracing::debug!(resource = %resource, held = held_total, "reconciled: unchanged");
             return Ok(Reconciled {
@@ -180,6 +183,19 @@ impl Syncer {
         if plan.is_whole() {
             self.store
                 .set_reconciled_at(practice_id, t, started)
+                .await?;
+            // The evidence is the counts as they stand after what this
+            // reconciliation repaired (issue 14): ours against the total
+            // Ascend gave at its start. A mismatch that remains (a record
+            // created since, a record that could not be landed) is
+            // reported, and a second reconciliation in a row that finds
+            // one makes the practice stale.
+            let (held_now, _) = self
+                .store
+                .reconcile_counts(practice_id, t, plan.start_between, None)
+                .await?;
+            self.store
+                .record_count(practice_id, t, root.total, held_now, started)
                 .await?;
         }
         tracing::info!(

@@ -20,10 +20,13 @@
 //! - [`schedule`]: when jobs run: the scheduler's spread, first due times
 //!   and the worker's retry backoff.
 //! - [`staleness`]: when a practice's copy counts as stale.
+//! - [`completeness`]: what the reconciliations' counts say about a
+//!   practice's copy: complete as of when, or which counts differ, in words.
 //! - [`nightly`]: when captured deletes are applied: a practice's
 //!   processing window on its own wall clock, and which time zone that is.
 
 pub mod budget;
+pub mod completeness;
 pub mod job;
 pub mod nightly;
 pub mod plan;

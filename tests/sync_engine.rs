@@ -1463,6 +1463,9 @@ impl Fixture {
             interval_minutes: p.sync_interval_minutes,
             quarantined: p.quarantined,
             failing_since: p.failing_since,
+            count_mismatch: p
+                .count_mismatch
+                .map(|(table, since)| (table.resource(), since)),
         };
         Ok((
             p.quarantined,

@@ -475,6 +475,9 @@ fn practice_staleness(p: &PracticeOverview, now: OffsetDateTime) -> Staleness {
         interval_minutes: p.sync_interval_minutes,
         quarantined: p.quarantined,
         failing_since: p.failing_since,
+        count_mismatch: p
+            .count_mismatch
+            .map(|(table, since)| (table.resource(), since)),
     }
     .staleness(now)
 }
@@ -729,6 +732,7 @@ mod tests {
             last_run: None,
             quarantined: 0,
             failing_since: None,
+            count_mismatch: None,
         }
     }
 

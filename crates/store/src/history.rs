@@ -15,6 +15,7 @@ use crate::db_time::DbTime;
 use crate::error::{StoreError, db_error};
 use crate::rows::RowExt;
 use crate::runtime::db_time;
+use crate::spec::Table;
 use crate::store::{Inner, Store, in_transaction, with_pool};
 use crate::values::{PracticeStatus, RunState};
 
@@ -24,6 +25,11 @@ pub const MAX_ERROR_CHARS: usize = 2_000;
 /// The longest error message of one resource stored in a run's
 /// `resources`, in characters.
 pub const MAX_RESOURCE_ERROR_CHARS: usize = 500;
+/// Reconciliations in a row that must find a resource's count mismatch
+/// before the overview reports it ([`PracticeOverview::count_mismatch`]):
+/// `sync_core::completeness::STALE_MISMATCHES`, the staleness rule's
+/// threshold (the store's tests keep the two equal).
+pub const STALE_MISMATCHES: i32 = 2;
 
 /// What one resource of a run fetched and wrote.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -224,6 +230,11 @@ pub struct PracticeOverview {
     /// Since when its longest-failing resource has failed (resources not
     /// offered to the organization do not count); `None`: none fails.
     pub failing_since: Option<OffsetDateTime>,
+    /// The count mismatch found by at least [`STALE_MISMATCHES`]
+    /// reconciliations in a row that began first (resources not offered do
+    /// not count): its resource and its first count (`mismatch_since`);
+    /// `None`: none.
+    pub count_mismatch: Option<(Table, OffsetDateTime)>,
 }
 
 /// `text` cut to at most `max` characters (the last one `…` when cut).
@@ -478,7 +489,13 @@ impl Store {
              r.error_class AS run_error_class, \
              (SELECT COUNT(*) FROM quarantine q WHERE q.practice_id = p.practice_id) AS quarantined, \
              (SELECT MIN(s.failing_since) FROM sync_state s WHERE s.practice_id = p.practice_id \
-             AND s.not_offered_since IS NULL) AS failing_since \
+             AND s.not_offered_since IS NULL) AS failing_since, \
+             (SELECT s.resource FROM sync_state s WHERE s.practice_id = p.practice_id \
+             AND s.not_offered_since IS NULL AND s.mismatches >= $1 \
+             AND s.mismatch_since IS NOT NULL \
+             ORDER BY s.mismatch_since, s.resource LIMIT 1) AS mismatch_resource, \
+             (SELECT MIN(s.mismatch_since) FROM sync_state s WHERE s.practice_id = p.practice_id \
+             AND s.not_offered_since IS NULL AND s.mismatches >= $1) AS mismatch_since \
              FROM practices p LEFT JOIN sync_runs r ON r.run_id = \
              (SELECT l.run_id FROM sync_runs l WHERE l.practice_id = p.practice_id \
              ORDER BY l.started_at DESC, l.run_id DESC LIMIT 1) \
@@ -486,6 +503,7 @@ impl Store {
         let backend = self.backend();
         with_pool!(self, |pool| {
             let rows = sqlx::query(SQL)
+                .bind(STALE_MISMATCHES)
                 .fetch_all(pool)
                 .await
                 .map_err(|e| db_error(backend, "reading the practices' overview", e))?;
@@ -515,6 +533,13 @@ impl Store {
                         last_run,
                         quarantined: u64::try_from(row.int("quarantined")?).unwrap_or(0),
                         failing_since: row.opt_time("failing_since")?,
+                        count_mismatch: match row.opt_text("mismatch_resource")? {
+                            Some(_) => Some((
+                                row.parsed::<Table>("mismatch_resource")?,
+                                row.time("mismatch_since")?,
+                            )),
+                            None => None,
+                        },
                     })
                 })
                 .collect()

@@ -65,7 +65,7 @@ pub use error::{Backend, StoreError};
 pub use extract::Value;
 pub use history::{
     HistoryQuery, MAX_ERROR_CHARS, MAX_RESOURCE_ERROR_CHARS, NewRun, PracticeOverview,
-    ResourceCounts, RunEnd, RunRecord, RunSummary,
+    ResourceCounts, RunEnd, RunRecord, RunSummary, STALE_MISMATCHES,
 };
 pub use jobs::{AuthFailure, JobEnd};
 pub use nightly::{

@@ -14,12 +14,19 @@
 //! same limit while the others succeed. A cycle with a failing resource is
 //! a `partial` success, so the time rule alone would never see it.
 //!
+//! **Counts that disagree** (issue 14). It is stale too when a resource's
+//! count has not matched Ascend's for
+//! [`STALE_MISMATCHES`](crate::completeness::STALE_MISMATCHES)
+//! reconciliations in a row (see [`crate::completeness`]): records are
+//! missing (or left over) though every sync succeeds.
+//!
 //! The rule does not look at the practice's status: a paused practice goes
 //! stale like any other. Callers that should not alarm on it (paused,
 //! removed) filter by status; a practice still in its initial sync goes
 //! stale too, which is true (its copy is not complete) and is for the
 //! caller to word.
 
+use model::Resource;
 use time::{Duration, OffsetDateTime};
 
 /// Added to two intervals before a practice counts as stale.
@@ -52,6 +59,21 @@ pub enum StaleReason {
         /// Since when.
         since: OffsetDateTime,
     },
+    /// A resource's count has not matched Ascend's for
+    /// [`STALE_MISMATCHES`](crate::completeness::STALE_MISMATCHES)
+    /// reconciliations in a row.
+    CountMismatch {
+        /// The resource (the one whose mismatch began first).
+        resource: Resource,
+        /// The first count of the mismatch.
+        since: OffsetDateTime,
+    },
+}
+
+/// A time as the reasons say it (RFC 3339).
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| at.to_string())
 }
 
 impl std::fmt::Display for StaleReason {
@@ -61,12 +83,13 @@ impl std::fmt::Display for StaleReason {
             StaleReason::Quarantined { records } => {
                 write!(f, "{records} record(s) in quarantine")
             }
-            StaleReason::ResourceFailing { since } => write!(
+            StaleReason::ResourceFailing { since } => {
+                write!(f, "a resource has failed since {}", rfc3339(*since))
+            }
+            StaleReason::CountMismatch { resource, since } => write!(
                 f,
-                "a resource has failed since {}",
-                since
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .unwrap_or_else(|_| since.to_string())
+                "our count of {resource} has differed from Dentrix Ascend's since {}",
+                rfc3339(*since)
             ),
         }
     }
@@ -86,13 +109,20 @@ pub struct PracticeHealth {
     /// Since when its longest-failing resource (one that is offered) has
     /// failed without a success in between; `None`: none fails.
     pub failing_since: Option<OffsetDateTime>,
+    /// The count mismatch found by at least
+    /// [`STALE_MISMATCHES`](crate::completeness::STALE_MISMATCHES)
+    /// reconciliations in a row that began first (among resources that are
+    /// offered), with its resource and its first count
+    /// ([`crate::completeness::stale_mismatch`]); `None`: none.
+    pub count_mismatch: Option<(Resource, OffsetDateTime)>,
 }
 
 impl PracticeHealth {
     /// The whole rule at `now`: the time rule ([`staleness`]), then data
-    /// missing: records in quarantine, or a resource failing for longer
-    /// than [`stale_after`] of the interval. The first reason that holds is
-    /// given.
+    /// missing: records in quarantine, a resource failing for longer than
+    /// [`stale_after`] of the interval, or a count mismatch that outlived
+    /// [`STALE_MISMATCHES`](crate::completeness::STALE_MISMATCHES)
+    /// reconciliations. The first reason that holds is given.
     #[must_use]
     pub fn staleness(&self, now: OffsetDateTime) -> Staleness {
         let by_time = staleness(
@@ -112,6 +142,10 @@ impl PracticeHealth {
             self.failing_since
                 .filter(|since| now - *since > stale_after(self.interval_minutes))
                 .map(|since| StaleReason::ResourceFailing { since })
+                .or_else(|| {
+                    self.count_mismatch
+                        .map(|(resource, since)| StaleReason::CountMismatch { resource, since })
+                })
         };
         Staleness {
             age: by_time.age,
@@ -219,6 +253,7 @@ mod tests {
             interval_minutes: 15,
             quarantined,
             failing_since,
+            count_mismatch: None,
         }
     }
 
@@ -267,5 +302,58 @@ mod tests {
             old.staleness(NOW).reason,
             Some(StaleReason::NoRecentSuccess)
         );
+    }
+
+    #[test]
+    fn a_mismatch_that_outlived_two_reconciliations_makes_it_stale() {
+        let since = NOW - Duration::minutes(3);
+        let mut mismatch = health(0, None);
+        mismatch.count_mismatch = Some((Resource::Patients, since));
+        let s = mismatch.staleness(NOW);
+        assert!(s.stale, "however recent: two reconciliations found it");
+        assert_eq!(
+            s.reason,
+            Some(StaleReason::CountMismatch {
+                resource: Resource::Patients,
+                since,
+            })
+        );
+        assert_eq!(
+            s.reason.map(|r| r.to_string()).as_deref(),
+            Some(
+                "our count of patients has differed from Dentrix Ascend's since \
+                 2026-03-04T11:57:00Z"
+            )
+        );
+    }
+
+    #[test]
+    fn quarantine_and_failing_resources_come_before_a_mismatch() {
+        let mismatch = Some((Resource::Visits, NOW - Duration::hours(3)));
+        let mut quarantined = health(4, None);
+        quarantined.count_mismatch = mismatch;
+        assert_eq!(
+            quarantined.staleness(NOW).reason,
+            Some(StaleReason::Quarantined { records: 4 })
+        );
+        let failing_since = NOW - Duration::hours(1);
+        let mut failing = health(0, Some(failing_since));
+        failing.count_mismatch = mismatch;
+        assert_eq!(
+            failing.staleness(NOW).reason,
+            Some(StaleReason::ResourceFailing {
+                since: failing_since
+            })
+        );
+        // A resource failing only briefly leaves the mismatch to be said.
+        let mut briefly = health(0, Some(NOW - Duration::minutes(10)));
+        briefly.count_mismatch = mismatch;
+        assert!(matches!(
+            briefly.staleness(NOW).reason,
+            Some(StaleReason::CountMismatch {
+                resource: Resource::Visits,
+                ..
+            })
+        ));
     }
 }

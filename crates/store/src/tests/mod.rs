@@ -42,6 +42,7 @@ macro_rules! on_both_backends {
 }
 
 mod budget;
+mod completeness;
 mod connections;
 mod quarantine;
 mod runtime;

@@ -1,14 +1,21 @@
 //! `ascend-sync history` (the sync history: one line per attempt, with the
 //! records each set aside in quarantine) and `ascend-sync status` (every
-//! practice: schedule, freshness, claim, records in quarantine). Both read
-//! the store only; neither needs the API or credentials.
+//! practice: schedule, freshness, claim, records in quarantine; with
+//! `--practice`, one practice and what its reconciliations counted per
+//! resource). Both read the store only; neither needs the API or
+//! credentials.
 
 use std::io::Write;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
+use model::Resource;
 use serde_json::json;
-use store::{HistoryQuery, NightlyPassRecord, PracticeOverview, PracticeStatus, RunRecord, Store};
+use store::{
+    HistoryQuery, NightlyPassRecord, PracticeOverview, PracticeStatus, RunRecord, Store, SyncState,
+    Table,
+};
+use sync_core::completeness::{self, ResourceVerdict, Verdict};
 use sync_core::staleness::{PracticeHealth, Staleness};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
@@ -47,6 +54,10 @@ pub struct StatusArgs {
     /// `postgres://...` (production: RDS) or `sqlite:PATH` (embedded).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
+    /// Only this practice, with what its reconciliations counted for each
+    /// resource (complete as of when, or ours against Ascend's).
+    #[arg(long)]
+    practice: Option<String>,
     /// One JSON object a line instead of a table.
     #[arg(long)]
     json: bool,
@@ -171,6 +182,44 @@ pub async fn status(args: StatusArgs) -> Result<()> {
         .delete_counts()
         .await
         .context("cannot read the captured deletes (has `ascend-sync migrate` run?)")?;
+    // One practice: only its lines, its organization's budget, and what its
+    // reconciliations counted.
+    let (practices, deletes, budgets, resources) = match &args.practice {
+        None => (practices, deletes, budgets, None),
+        Some(id) => {
+            let Some(practice) = store
+                .get_practice(id)
+                .await
+                .context("cannot read the practice")?
+            else {
+                store.close().await;
+                bail!("no practice {id:?} is registered (`ascend-sync practice list` lists them)");
+            };
+            let states = store
+                .list_sync_states(id)
+                .await
+                .context("cannot read the practice's sync state")?;
+            let quarantined = store
+                .quarantine_counts(id)
+                .await
+                .context("cannot count the practice's quarantine")?;
+            (
+                practices
+                    .into_iter()
+                    .filter(|p| p.practice_id == *id)
+                    .collect(),
+                deletes
+                    .into_iter()
+                    .filter(|d| d.practice_id == *id)
+                    .collect(),
+                budgets
+                    .into_iter()
+                    .filter(|b| b.organization_id == practice.organization_id)
+                    .collect(),
+                Some(resource_lines(&states, &quarantined)),
+            )
+        }
+    };
     store.close().await;
     let now = OffsetDateTime::now_utc();
     let text = if args.json {
@@ -180,6 +229,9 @@ pub async fn status(args: StatusArgs) -> Result<()> {
                 let mut line = overview_json(p, now);
                 let mine = deletes.iter().find(|d| d.practice_id == p.practice_id);
                 line["deletes"] = crate::nightly::deletes_json(mine);
+                if let Some(resources) = &resources {
+                    line["completeness"] = completeness_json(resources, now);
+                }
                 line.to_string() + "\n"
             })
             .collect()
@@ -187,6 +239,13 @@ pub async fn status(args: StatusArgs) -> Result<()> {
         "no practices registered\n".to_owned()
     } else {
         status_table(&practices, now)
+    };
+    // What the reconciliations counted, per resource (issue 14).
+    let text = match &resources {
+        Some(resources) if !args.json => {
+            format!("{text}\n{}", completeness_section(resources, now))
+        }
+        _ => text,
     };
     // Captured and applied deletes follow the practices (issue 13).
     let text = match crate::nightly::deletes_table(&deletes) {
@@ -606,6 +665,10 @@ fn overview_json(p: &PracticeOverview, now: OffsetDateTime) -> serde_json::Value
         "stale_reason": stale_reason(p, &fresh),
         "quarantined": p.quarantined,
         "failing_since": p.failing_since.and_then(rfc3339),
+        "count_mismatch": p.count_mismatch.map(|(table, since)| json!({
+            "resource": table.as_str(),
+            "since": rfc3339(since),
+        })),
         "next_sync_at": p.next_sync_at.and_then(rfc3339),
         "inflight_job_id": live_claim(p, now),
         "inflight_until": p.inflight_until.and_then(rfc3339),
@@ -616,6 +679,136 @@ fn overview_json(p: &PracticeOverview, now: OffsetDateTime) -> serde_json::Value
             "ended_at": r.ended_at.and_then(rfc3339),
             "error_class": r.error_class,
         })),
+    })
+}
+
+/// One resource of a practice in `status --practice`: what its last whole
+/// reconciliation counted, and its records in quarantine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ResourceLine {
+    resource: Resource,
+    /// The stored evidence (all empty without a sync state).
+    evidence: model::Completeness,
+    verdict: Verdict,
+    /// Since when the organization is not offered it, if it is not.
+    not_offered_since: Option<OffsetDateTime>,
+    quarantined: u64,
+}
+
+/// Every resource, in pull order, with its state's evidence and its
+/// quarantine count (a resource without a state was never counted).
+fn resource_lines(states: &[SyncState], quarantined: &[(Table, u64)]) -> Vec<ResourceLine> {
+    Resource::ALL
+        .iter()
+        .map(|&resource| {
+            let table = Table::of(resource);
+            let state = states.iter().find(|s| s.table == table);
+            let evidence = state.map(|s| s.completeness).unwrap_or_default();
+            ResourceLine {
+                resource,
+                evidence,
+                verdict: Verdict::of(&evidence),
+                not_offered_since: state.and_then(|s| s.not_offered_since),
+                quarantined: quarantined
+                    .iter()
+                    .filter(|(t, _)| *t == table)
+                    .map(|(_, n)| *n)
+                    .sum(),
+            }
+        })
+        .collect()
+}
+
+/// The summary's input.
+fn verdicts(lines: &[ResourceLine]) -> Vec<ResourceVerdict> {
+    lines
+        .iter()
+        .map(|l| ResourceVerdict {
+            resource: l.resource,
+            offered: l.not_offered_since.is_none(),
+            verdict: l.verdict,
+            quarantined: l.quarantined,
+        })
+        .collect()
+}
+
+/// A resource's counts in words: `complete as of T`, `ours N, Ascend M
+/// since T (found by K reconciliations)`, `not counted yet`, or `not
+/// offered since T`.
+fn counts_text(line: &ResourceLine) -> String {
+    if let Some(since) = line.not_offered_since {
+        return format!("not offered since {}", format_time(since));
+    }
+    match line.verdict {
+        Verdict::Unknown => "not counted yet".to_owned(),
+        Verdict::Complete { as_of } => format!("complete as of {}", format_time(as_of)),
+        Verdict::Mismatch {
+            ours,
+            ascend,
+            since,
+            reconciliations,
+        } => format!(
+            "ours {}, Ascend {} since {} (found by {reconciliations} reconciliation{})",
+            completeness::grouped(ours),
+            completeness::grouped(ascend),
+            format_time(since),
+            if reconciliations == 1 { "" } else { "s" }
+        ),
+    }
+}
+
+/// Whether the line's mismatch makes the practice stale.
+fn line_stale(line: &ResourceLine) -> bool {
+    line.not_offered_since.is_none() && line.verdict.is_stale()
+}
+
+/// `status --practice`'s section: the summary line, then a line per
+/// resource.
+fn completeness_section(lines: &[ResourceLine], now: OffsetDateTime) -> String {
+    let rows: Vec<Vec<String>> = lines
+        .iter()
+        .map(|l| {
+            vec![
+                l.resource.name().to_owned(),
+                counts_text(l),
+                if line_stale(l) { "STALE" } else { "" }.to_owned(),
+                count_or_dash(l.quarantined),
+            ]
+        })
+        .collect();
+    format!(
+        "Completeness: {}\n{}",
+        completeness::summary(&verdicts(lines), now),
+        table(&["RESOURCE", "COUNTS (UTC)", "", "QUARANTINED"], &rows)
+    )
+}
+
+/// `status --practice --json`'s `completeness`: the summary and each
+/// resource's evidence and verdict.
+fn completeness_json(lines: &[ResourceLine], now: OffsetDateTime) -> serde_json::Value {
+    json!({
+        "summary": completeness::summary(&verdicts(lines), now),
+        "resources": lines.iter().map(|l| {
+            let verdict = match (l.not_offered_since, l.verdict) {
+                (Some(_), _) => "not_offered",
+                (None, Verdict::Unknown) => "not_counted",
+                (None, Verdict::Complete { .. }) => "complete",
+                (None, Verdict::Mismatch { .. }) => "mismatch",
+            };
+            json!({
+                "resource": l.resource.name(),
+                "verdict": verdict,
+                "stale": line_stale(l),
+                "ascend_count": l.evidence.ascend_count,
+                "held_count": l.evidence.held_count,
+                "counted_at": l.evidence.counted_at.and_then(rfc3339),
+                "complete_at": l.evidence.complete_at.and_then(rfc3339),
+                "mismatch_since": l.evidence.mismatch_since.and_then(rfc3339),
+                "mismatches": l.evidence.mismatches,
+                "not_offered_since": l.not_offered_since.and_then(rfc3339),
+                "quarantined": l.quarantined,
+            })
+        }).collect::<Vec<_>>(),
     })
 }
 
@@ -993,5 +1186,250 @@ mod tests {
         assert_eq!(json["status"], "failed");
         assert_eq!(json["duration_seconds"], 75.0);
         assert_eq!(json["started_at"], "2026-03-04T12:00:00Z");
+    }
+
+    fn state(table: Table, completeness: model::Completeness) -> SyncState {
+        SyncState {
+            practice_id: "p1".to_owned(),
+            table,
+            phase: store::SyncPhase::Incremental,
+            watermark: None,
+            landed_count: 0,
+            expected_count: None,
+            last_error: None,
+            updated_at: NOW,
+            not_offered_since: None,
+            failing_since: None,
+            pass: None,
+            reconciled_at: None,
+            completeness,
+            passed_at: None,
+            shared_from: None,
+        }
+    }
+
+    /// Counted with the same counts at `at`, as record_count leaves it.
+    fn complete(at: OffsetDateTime) -> model::Completeness {
+        model::Completeness {
+            ascend_count: Some(40),
+            held_count: Some(40),
+            counted_at: Some(at),
+            complete_at: Some(at),
+            mismatch_since: None,
+            mismatches: 0,
+        }
+    }
+
+    fn mismatch(
+        ascend: i64,
+        held: i64,
+        since: OffsetDateTime,
+        mismatches: i32,
+    ) -> model::Completeness {
+        model::Completeness {
+            ascend_count: Some(ascend),
+            held_count: Some(held),
+            counted_at: Some(NOW - Duration::minutes(1)),
+            complete_at: Some(since - Duration::minutes(15)),
+            mismatch_since: Some(since),
+            mismatches,
+        }
+    }
+
+    const T1: OffsetDateTime = datetime!(2026-03-04 03:12 UTC);
+    const T2: OffsetDateTime = datetime!(2026-03-04 09:45 UTC);
+
+    /// Every resource complete but patients (found twice), visits (found
+    /// once), appointments (never counted) and transactions (not offered).
+    fn counted_practice() -> Vec<ResourceLine> {
+        let mut states: Vec<SyncState> = Resource::ALL
+            .iter()
+            .filter(|r| **r != Resource::Appointments)
+            .map(|&r| {
+                let table = Table::of(r);
+                match r {
+                    Resource::Patients => state(table, mismatch(1_204, 1_203, T1, 2)),
+                    Resource::Visits => state(table, mismatch(6, 5, T2, 1)),
+                    Resource::Locations => state(table, complete(T1 + Duration::hours(1))),
+                    _ => state(table, complete(T2)),
+                }
+            })
+            .collect();
+        let transactions = states
+            .iter_mut()
+            .find(|s| s.table == Table::Transactions)
+            .expect("a state");
+        transactions.not_offered_since = Some(datetime!(2026-03-01 00:00 UTC));
+        // Its old evidence does not count while it is not offered.
+        transactions.completeness = mismatch(9, 0, T1, 5);
+        resource_lines(&states, &[(Table::Patients, 2), (Table::Transactions, 1)])
+    }
+
+    fn resource_row<'a>(text: &'a str, resource: &str) -> &'a str {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(resource))
+            .unwrap_or_else(|| panic!("no line for {resource} in\n{text}"))
+    }
+
+    #[test]
+    fn status_of_a_practice_lists_each_resource_with_its_counts() {
+        let lines = counted_practice();
+        let text = completeness_section(&lines, NOW);
+        let mut rows = text.lines();
+        assert_eq!(
+            rows.next(),
+            Some(
+                "Completeness: 7 of 10 kinds of records match Dentrix Ascend; \
+                 patients: ours 1,203, Dentrix Ascend 1,204 since 03:12 UTC; \
+                 visits: ours 5, Dentrix Ascend 6 since 09:45 UTC; \
+                 not counted yet: appointments; \
+                 3 records in quarantine (patients 2, transactions 1)"
+            ),
+            "{text}"
+        );
+        assert!(
+            rows.next().is_some_and(|h| h.starts_with("RESOURCE")
+                && h.contains("COUNTS (UTC)")
+                && h.ends_with("QUARANTINED")),
+            "{text}"
+        );
+        assert_eq!(
+            rows.count(),
+            Resource::ALL.len(),
+            "a line per resource: {text}"
+        );
+
+        let patients = resource_row(&text, "patients");
+        assert!(
+            patients.contains(
+                "ours 1,203, Ascend 1,204 since 2026-03-04 03:12:00Z (found by 2 reconciliations)"
+            ),
+            "{patients}"
+        );
+        assert!(patients.contains("STALE"), "{patients}");
+        assert!(patients.ends_with(" 2"), "its quarantine: {patients}");
+        let visits = resource_row(&text, "visits");
+        assert!(
+            visits.contains(
+                "ours 5, Ascend 6 since 2026-03-04 09:45:00Z (found by 1 reconciliation)"
+            ),
+            "{visits}"
+        );
+        assert!(!visits.contains("STALE"), "found once: {visits}");
+        assert!(visits.ends_with(" -"), "{visits}");
+        let locations = resource_row(&text, "locations");
+        assert!(
+            locations.contains("complete as of 2026-03-04 04:12:00Z"),
+            "{locations}"
+        );
+        assert!(!locations.contains("STALE"), "{locations}");
+        let appointments = resource_row(&text, "appointments");
+        assert!(appointments.contains("not counted yet"), "{appointments}");
+        let transactions = resource_row(&text, "transactions");
+        assert!(
+            transactions.contains("not offered since 2026-03-01 00:00:00Z"),
+            "{transactions}"
+        );
+        assert!(!transactions.contains("STALE"), "{transactions}");
+        assert!(transactions.ends_with(" 1"), "{transactions}");
+    }
+
+    #[test]
+    fn status_of_a_practice_says_when_everything_matches_or_nothing_was_counted() {
+        let states: Vec<SyncState> = Resource::ALL
+            .iter()
+            .map(|&r| state(Table::of(r), complete(T2)))
+            .collect();
+        let text = completeness_section(&resource_lines(&states, &[]), NOW);
+        assert!(
+            text.starts_with(
+                "Completeness: All 11 kinds of records match Dentrix Ascend as of 09:45 UTC\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("STALE"), "{text}");
+        let text = completeness_section(&resource_lines(&[], &[]), NOW);
+        assert!(
+            text.starts_with(
+                "Completeness: No kind of records has been counted against Dentrix Ascend yet\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("not counted yet").count(),
+            Resource::ALL.len(),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn status_of_a_practice_as_json_has_the_same_fields() {
+        let json = completeness_json(&counted_practice(), NOW);
+        assert!(
+            json["summary"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("7 of 10 kinds of records match Dentrix Ascend; ")),
+            "{json}"
+        );
+        let of = |name: &str| {
+            json["resources"]
+                .as_array()
+                .and_then(|rs| rs.iter().find(|r| r["resource"] == name))
+                .cloned()
+                .unwrap_or_else(|| panic!("no {name} in {json}"))
+        };
+        let patients = of("patients");
+        assert_eq!(patients["verdict"], "mismatch");
+        assert_eq!(patients["stale"], true);
+        assert_eq!(patients["ascend_count"], 1_204);
+        assert_eq!(patients["held_count"], 1_203);
+        assert_eq!(patients["mismatch_since"], "2026-03-04T03:12:00Z");
+        assert_eq!(patients["mismatches"], 2);
+        assert_eq!(patients["quarantined"], 2);
+        let visits = of("visits");
+        assert_eq!(
+            (&visits["verdict"], &visits["stale"]),
+            (&json!("mismatch"), &json!(false))
+        );
+        let locations = of("locations");
+        assert_eq!(locations["verdict"], "complete");
+        assert_eq!(locations["complete_at"], "2026-03-04T04:12:00Z");
+        assert!(locations["mismatch_since"].is_null());
+        assert_eq!(of("appointments")["verdict"], "not_counted");
+        let transactions = of("transactions");
+        assert_eq!(transactions["verdict"], "not_offered");
+        assert_eq!(transactions["stale"], false);
+        assert_eq!(transactions["not_offered_since"], "2026-03-01T00:00:00Z");
+        assert_eq!(json["resources"].as_array().map(Vec::len), Some(11));
+    }
+
+    #[test]
+    fn status_reports_a_count_mismatch_found_twice_as_stale() {
+        let recent = Some(NOW - Duration::minutes(5));
+        let mut mismatched = overview("mismatched", PracticeStatus::Active, recent);
+        mismatched.count_mismatch = Some((Table::Patients, T1));
+        let clean = overview("clean", PracticeStatus::Active, recent);
+        let practices = [mismatched, clean];
+        let text = status_table(&practices, NOW);
+        let line = line_of(&text, "mismatched");
+        assert!(line.contains("STALE"), "{line}");
+        assert!(
+            line.contains(
+                "stale: our count of patients has differed from Dentrix Ascend's since \
+                 2026-03-04T03:12:00Z"
+            ),
+            "{line}"
+        );
+        assert!(!line_of(&text, "clean").contains("STALE"));
+        let json = overview_json(&practices[0], NOW);
+        assert_eq!(json["stale"], true);
+        assert_eq!(json["count_mismatch"]["resource"], "patients");
+        assert_eq!(json["count_mismatch"]["since"], "2026-03-04T03:12:00Z");
+        assert!(overview_json(&practices[1], NOW)["count_mismatch"].is_null());
+    }
+
+    #[test]
+    fn the_overview_and_the_rule_agree_on_when_a_mismatch_is_stale() {
+        assert_eq!(store::STALE_MISMATCHES, completeness::STALE_MISMATCHES);
     }
 }

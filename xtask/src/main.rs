@@ -8,7 +8,7 @@
 //! - `cargo xtask test --no-lint`: the same without fmt and clippy.
 //! - `cargo xtask services`: only install and start the services, print the
 //!   environment the tests read, and keep moto running until Ctrl-C.
-//! - `cargo xtask bench pull|sync|tick|fleet|deletes`: the benchmarks (see docs/benchmarks.md).
+//! - `cargo xtask bench pull|sync|tick|fleet|deletes|org`: the benchmarks (see docs/benchmarks.md).
 
 use std::env;
 use std::io::{Read, Write};
@@ -27,7 +27,7 @@ fn main() -> ExitCode {
         Some("services") => services(),
         Some("bench") => bench(&args[1..]),
         _ => Err(
-            "usage: cargo xtask test [--no-lint] [-- <test filter args>] | services | bench pull|sync|tick"
+            "usage: cargo xtask test [--no-lint] [-- <test filter args>] | services | bench pull|sync|tick|fleet|deletes|org"
                 .to_string(),
         ),
     };
@@ -301,7 +301,8 @@ fn bench(args: &[String]) -> Result<()> {
         Some("tick") => bench_tick(&args[1..]),
         Some("fleet") => bench_fleet(&args[1..]),
         Some("deletes") => bench_deletes(&args[1..]),
-        _ => Err("usage: cargo xtask bench pull|sync [--size small|medium|large] [--seed N] [--concurrency N] | tick [--practices N] | fleet [--workers 1,3,10] [--limit 20] | deletes [--rows 1000000] [--batch 1000]".into()),
+        Some("org") => bench_org(&args[1..]),
+        _ => Err("usage: cargo xtask bench pull|sync [--size small|medium|large] [--seed N] [--concurrency N] | tick [--practices N] | fleet [--workers 1,3,10] [--limit 20] | deletes [--rows 1000000] [--batch 1000] | org [--locations 10] [--size small] [--seed 7] [--slots 4] [--rps 1000]".into()),
     }
 }
 
@@ -397,6 +398,32 @@ fn bench_deletes(args: &[String]) -> Result<()> {
             ])
             .env(DATABASE_URL, database_url()),
         "apply_bench",
+    )
+}
+
+/// `cargo xtask bench org [--locations 10] [--size small] [--seed 7]
+/// [--slots 4] [--rps 1000]`: one organization with that many locations,
+/// a practice per location, synced into a scratch Postgres database by one
+/// worker (initial, then one incremental cycle after about 1 % churn):
+/// API calls (organization-wide and location-scoped resources), time and
+/// records per phase (`tests/examples/org_bench.rs`, release build).
+fn bench_org(args: &[String]) -> Result<()> {
+    ensure_postgres()?;
+    run(
+        Command::new("cargo")
+            .args([
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "system-tests",
+                "--example",
+                "org_bench",
+                "--",
+            ])
+            .args(args)
+            .env(DATABASE_URL, database_url()),
+        "org_bench",
     )
 }
 

@@ -513,6 +513,8 @@ fn run_json(r: &RunRecord) -> serde_json::Value {
             "written": c.written,
             "quarantined": c.quarantined,
             "deletes_captured": c.deletes_captured,
+            "recovered": c.recovered,
+            "shared": c.shared,
             "error_class": c.error_class,
             "error": c.error,
         })).collect::<Vec<_>>(),
@@ -1090,6 +1092,8 @@ mod tests {
         assert_eq!(lines[2].get(at..at + 1), Some("-"), "{text}");
         assert_eq!(json["deletes_captured"], 3);
         assert_eq!(json["resources"][1]["deletes_captured"], 3);
+        assert_eq!(json["resources"][1]["recovered"], 0);
+        assert!(json["resources"][1]["shared"].is_null());
     }
 
     #[test]

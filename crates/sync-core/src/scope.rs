@@ -3,10 +3,12 @@
 //! A practice is one physical location of an Ascend organization. Records
 //! that carry a location (operatories, appointments, visits, procedures,
 //! transactions) are filtered by it. The organization-wide resources
-//! (locations, providers, patients, tx cases, insurance plans, carriers) are
-//! pulled whole for every practice and landed under its id: a patient seen at
-//! two locations is in both practices' reports, and practices never share
-//! rows.
+//! (locations, providers, patients, tx cases, insurance plans, carriers)
+//! are the organization's whole, landed under each practice's id: a patient
+//! seen at two locations is in both practices' reports, and practices
+//! never share rows. When an organization has several practices, one of
+//! them pulls an organization-wide resource and its copy is shared with
+//! the others (`share`, issue 14).
 
 use ascend_client::{Filter, Resource};
 

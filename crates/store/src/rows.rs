@@ -160,6 +160,18 @@ macro_rules! sync_state_columns {
 }
 pub(crate) use sync_state_columns;
 
+/// A pass cursor from `pass_started_at`, `pass_after_id`, `pass_max_seen`.
+pub(crate) fn pass_cursor(row: &impl RowExt) -> Result<Option<PassCursor>, StoreError> {
+    Ok(match row.opt_time("pass_started_at")? {
+        Some(started_at) => Some(PassCursor {
+            started_at,
+            after_id: row.opt_int("pass_after_id")?,
+            max_seen: row.opt_time("pass_max_seen")?,
+        }),
+        None => None,
+    })
+}
+
 pub(crate) fn sync_state(row: &impl RowExt) -> Result<SyncState, StoreError> {
     Ok(SyncState {
         practice_id: row.text("practice_id")?,
@@ -172,14 +184,7 @@ pub(crate) fn sync_state(row: &impl RowExt) -> Result<SyncState, StoreError> {
         updated_at: row.time("updated_at")?,
         not_offered_since: row.opt_time("not_offered_since")?,
         failing_since: row.opt_time("failing_since")?,
-        pass: match row.opt_time("pass_started_at")? {
-            Some(started_at) => Some(PassCursor {
-                started_at,
-                after_id: row.opt_int("pass_after_id")?,
-                max_seen: row.opt_time("pass_max_seen")?,
-            }),
-            None => None,
-        },
+        pass: pass_cursor(row)?,
         reconciled_at: row.opt_time("reconciled_at")?,
         completeness: Completeness {
             ascend_count: row.opt_int("ascend_count")?,

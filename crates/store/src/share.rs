@@ -97,14 +97,7 @@ impl Store {
                         practice_id: row.text("practice_id")?,
                         status: row.parsed("status")?,
                         watermark: row.opt_time("watermark")?,
-                        pass: match row.opt_time("pass_started_at")? {
-                            Some(started_at) => Some(PassCursor {
-                                started_at,
-                                after_id: row.opt_int("pass_after_id")?,
-                                max_seen: row.opt_time("pass_max_seen")?,
-                            }),
-                            None => None,
-                        },
+                        pass: crate::rows::pass_cursor(row)?,
                         passed_at: row.opt_time("passed_at")?,
                         expected_count: row.opt_int("expected_count")?,
                         pulling: row.int("pulling")?,

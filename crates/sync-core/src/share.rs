@@ -140,19 +140,19 @@ pub fn waiting(me: &str, copies: &[Copy<'_>]) -> Waiting {
 }
 
 /// Whether an organization-wide resource is pulled by a job that was
-/// asked for at `requested_at` (its message's enqueue time): not when a
-/// pass of it began after that (a sibling's job pulled it since, so the
-/// copy is as fresh as the job asked). A scheduled job also leaves it when
-/// its last pass began less than half the practice's interval ago: the
-/// locations of a group fall due at different moments, and each would
-/// otherwise pull it again; so the group pulls it about twice per interval
-/// whatever its number of locations, and each location's copy is at most
-/// half an interval older than its own cycle. A person's Force Sync Now
-/// (and an administrator's sync) always gets a pass begun after it asked.
+/// asked for at `requested_at` (its message's enqueue time, on the clock
+/// of whoever asked): not when a pass of it began after that (a sibling's
+/// job pulled it since, so the copy is as fresh as the job asked). A
+/// scheduled job also leaves it when its last pass began less than half
+/// the practice's interval before the job was asked: the locations of a
+/// group fall due at different moments, and each would otherwise pull it
+/// again; so the group pulls it about twice per interval whatever its
+/// number of locations, and each location's copy is at most half an
+/// interval older than its own cycle. A person's Force Sync Now (and an
+/// administrator's sync) always gets a pass begun after it asked.
 pub fn pull_due(
     passed_at: Option<OffsetDateTime>,
     requested_at: OffsetDateTime,
-    now: OffsetDateTime,
     interval_minutes: i16,
     scheduled: bool,
 ) -> bool {
@@ -162,7 +162,7 @@ pub fn pull_due(
     if at >= requested_at {
         return false;
     }
-    !(scheduled && now - at < Duration::seconds(i64::from(interval_minutes.max(1)) * 30))
+    !(scheduled && requested_at - at < Duration::seconds(i64::from(interval_minutes.max(1)) * 30))
 }
 
 /// What a copy that is not the puller's gets after the puller's pass.
@@ -270,14 +270,12 @@ mod tests {
 
     #[test]
     fn a_pull_is_due_unless_a_pass_began_since_it_was_asked_or_recently() {
-        let now = T0 + Duration::minutes(20);
-        let asked = now - Duration::seconds(30);
-        assert!(pull_due(None, asked, now, 15, true));
-        // The previous cycle, 15 minutes ago: due.
+        let asked = T0 + Duration::minutes(20);
+        assert!(pull_due(None, asked, 15, true));
+        // The previous cycle, 15 minutes before: due.
         assert!(pull_due(
-            Some(now - Duration::minutes(15)),
+            Some(asked - Duration::minutes(15)),
             asked,
-            now,
             15,
             true
         ));
@@ -285,39 +283,29 @@ mod tests {
         assert!(!pull_due(
             Some(asked + Duration::seconds(1)),
             asked,
-            now,
             15,
             true
         ));
-        assert!(!pull_due(Some(asked), asked, now, 15, false));
-        // Pulled a minute ago, before the job was asked: a scheduled job
-        // leaves it, a person's asks again.
+        assert!(!pull_due(Some(asked), asked, 15, false));
+        // Pulled a minute before it was asked: a scheduled job leaves it,
+        // a person's asks again.
         assert!(!pull_due(
-            Some(now - Duration::minutes(1)),
+            Some(asked - Duration::minutes(1)),
             asked,
-            now,
             15,
             true
         ));
         assert!(pull_due(
-            Some(now - Duration::minutes(1)),
+            Some(asked - Duration::minutes(1)),
             asked,
-            now,
             15,
             false
         ));
         // Half the interval is the line.
-        assert!(pull_due(
-            Some(now - Duration::minutes(1)),
-            asked,
-            now,
-            2,
-            true
-        ));
+        assert!(pull_due(Some(asked - Duration::minutes(1)), asked, 2, true));
         assert!(!pull_due(
-            Some(now - Duration::seconds(59)),
+            Some(asked - Duration::seconds(59)),
             asked,
-            now,
             2,
             true
         ));

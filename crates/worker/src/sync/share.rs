@@ -246,11 +246,9 @@ impl Syncer {
             return ResourceOutcome::failed(resource, &SyncError::UnknownPractice(me.to_owned()));
         };
         // 2. The pull, if due.
-        let now = OffsetDateTime::now_utc();
         let due = share::pull_due(
             mine_before.passed_at,
             asked.at,
-            now,
             practice.sync_interval_minutes,
             asked.scheduled,
         );

@@ -218,7 +218,7 @@ impl Syncer {
                 .await;
         }
         // 1. In step with the freshest copy.
-        {
+        let copied = {
             let all = copies(&members);
             let mine = all.iter().find(|c| c.practice_id == me);
             if let (Some(reference), Some(mine)) = (share::reference(&all), mine)
@@ -236,11 +236,20 @@ impl Syncer {
                     )),
                     Err(error) => return ResourceOutcome::failed(resource, &error.into()),
                 }
+                true
+            } else {
+                false
             }
-        }
-        let before = match self.store.organization_members(organization, t).await {
-            Ok(members) => members,
-            Err(error) => return ResourceOutcome::failed(resource, &error.into()),
+        };
+        // The copies as they stand before the pull: read again only if
+        // this practice's copy just changed.
+        let before = if copied {
+            match self.store.organization_members(organization, t).await {
+                Ok(members) => members,
+                Err(error) => return ResourceOutcome::failed(resource, &error.into()),
+            }
+        } else {
+            members
         };
         let Some(mine_before) = before.iter().find(|m| m.practice_id == me).cloned() else {
             return ResourceOutcome::failed(resource, &SyncError::UnknownPractice(me.to_owned()));

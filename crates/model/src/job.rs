@@ -50,14 +50,17 @@ pub enum JobKind {
     InitialChunk,
     /// One incremental cycle of a practice.
     Incremental,
+    /// Send a practice's due write-back items (issue 15).
+    Writeback,
 }
 
 impl JobKind {
     /// Every kind, in declaration order.
-    pub const ALL: [JobKind; 3] = [
+    pub const ALL: [JobKind; 4] = [
         JobKind::InitialPlan,
         JobKind::InitialChunk,
         JobKind::Incremental,
+        JobKind::Writeback,
     ];
 
     /// The wire name.
@@ -67,6 +70,7 @@ impl JobKind {
             JobKind::InitialPlan => "initial_plan",
             JobKind::InitialChunk => "initial_chunk",
             JobKind::Incremental => "incremental",
+            JobKind::Writeback => "writeback",
         }
     }
 
@@ -138,6 +142,11 @@ pub enum Job {
     },
     /// One incremental cycle of the practice.
     Incremental {
+        /// Who, why, when.
+        meta: JobMeta,
+    },
+    /// Send the practice's due write-back items of enabled types.
+    Writeback {
         /// Who, why, when.
         meta: JobMeta,
     },
@@ -238,6 +247,25 @@ impl Job {
         }
     }
 
+    /// A write-back job for `practice_id`: sends its due items. The
+    /// scheduler makes them (its trigger) for practices with items due.
+    #[must_use]
+    pub fn writeback(
+        job_id: String,
+        practice_id: String,
+        trigger: Trigger,
+        now: OffsetDateTime,
+    ) -> Job {
+        Job::Writeback {
+            meta: JobMeta {
+                job_id,
+                practice_id,
+                trigger,
+                enqueued_at: now,
+            },
+        }
+    }
+
     /// The job of one planned chunk, enqueued by the plan job `plan`: its
     /// id is the plan's with `-c{chunk_id}`, its trigger the plan's.
     #[must_use]
@@ -260,7 +288,8 @@ impl Job {
         match self {
             Job::InitialPlan { meta }
             | Job::InitialChunk { meta, .. }
-            | Job::Incremental { meta } => meta,
+            | Job::Incremental { meta }
+            | Job::Writeback { meta } => meta,
         }
     }
 
@@ -283,6 +312,7 @@ impl Job {
             Job::InitialPlan { .. } => JobKind::InitialPlan,
             Job::InitialChunk { .. } => JobKind::InitialChunk,
             Job::Incremental { .. } => JobKind::Incremental,
+            Job::Writeback { .. } => JobKind::Writeback,
         }
     }
 
@@ -411,6 +441,7 @@ impl Job {
         let job = match kind {
             JobKind::InitialPlan => Job::InitialPlan { meta },
             JobKind::Incremental => Job::Incremental { meta },
+            JobKind::Writeback => Job::Writeback { meta },
             JobKind::InitialChunk => {
                 let chunk_id = chunk_id.ok_or_else(|| {
                     invalid("an initial_chunk job needs \"chunk_id\", and it is missing".into())

@@ -17,6 +17,8 @@
 //!   database alike.
 //! - [`OrgBudget`]: an organization's request budget, kept for the fleet.
 //! - [`DeleteDetection`]: what found a record Ascend no longer lists.
+//! - [`writeback`]: what may be written into a practice's Ascend, and the
+//!   outbox that carries it (issue 15).
 
 #[macro_use]
 mod text;
@@ -27,6 +29,7 @@ pub mod job;
 mod practice;
 mod queue;
 mod resource;
+pub mod writeback;
 
 #[cfg(test)]
 mod tests;
@@ -42,3 +45,4 @@ pub use practice::{
 pub use queue::{DeadLetter, Delivery, Depth, Lane, Outgoing};
 pub use resource::Resource;
 pub use text::UnknownValue;
+pub use writeback::{ItemStatus, OutboxItem, Write, WritebackSettings, WritebackType};

@@ -584,6 +584,10 @@ impl Worker {
             Job::Incremental { .. } => self.incremental(job, &org).await,
             Job::InitialPlan { .. } => self.initial_plan(job, &org).await,
             Job::InitialChunk { chunk_id, .. } => self.initial_chunk(job, *chunk_id, &org).await,
+            Job::Writeback { .. } => Step::failed(
+                ErrorClass::State,
+                "write-back jobs are not run by this build yet".to_owned(),
+            ),
         };
         step.stats = Some(org.stats());
         step.credential_version = Some(version);

@@ -99,6 +99,22 @@ impl Route {
         }
     }
 
+    /// Whether the call writes.
+    fn is_write(&self) -> bool {
+        matches!(
+            self,
+            Route::Create(_) | Route::Update(..) | Route::Delete(..) | Route::PatientWrite(..)
+        )
+    }
+
+    /// The id in the path of an update or delete.
+    fn path_id(&self) -> Option<String> {
+        match self {
+            Route::Update(_, id) | Route::Delete(_, id) => Some(id.clone()),
+            _ => None,
+        }
+    }
+
     fn resource(&self) -> Option<Resource> {
         match self {
             Route::List(r)
@@ -134,7 +150,9 @@ pub(crate) async fn api(
     let rel = full_path.strip_prefix(API_PREFIX).unwrap_or(full_path);
     let query = uri.query().unwrap_or("");
     let (route, template) = Route::parse(&method, rel);
-    let (org, reply) = handle(&sim, &headers, full_path, query, route, body).await;
+    let is_write = route.is_write();
+    let sent = is_write.then(|| serde_json::from_slice(&body).unwrap_or(Value::Null));
+    let (org, reply, handled) = handle(&sim, &headers, full_path, query, route, body).await;
     if let Some(org) = org.and_then(|o| sim.orgs.get(o)) {
         org.record(
             true,
@@ -144,6 +162,24 @@ pub(crate) async fn api(
             &template,
             reply.status.as_u16(),
         );
+        if let Some(body) = sent {
+            let (applied, id) = handled
+                .as_ref()
+                .map_or((false, None), |h| (h.applied, h.id.clone()));
+            org.journal(crate::control::WriteRecord {
+                seq: 0,
+                method: method.as_str().to_owned(),
+                path: rel.to_owned(),
+                template: template.clone(),
+                status: reply.status.as_u16(),
+                applied,
+                id,
+                body,
+            });
+        }
+    }
+    if handled.is_some_and(|h| h.stall) {
+        sim.sleep(60_000).await;
     }
     reply.into_response()
 }
@@ -155,14 +191,14 @@ async fn handle(
     query: &str,
     route: Route,
     body: Bytes,
-) -> (Option<usize>, Reply) {
+) -> (Option<usize>, Reply, Option<Handled>) {
     let header_org = headers
         .get("organization-id")
         .and_then(|v| v.to_str().ok())
         .map(str::trim);
     let header_idx = header_org.and_then(|o| sim.by_org_id.get(o).copied());
     let Some(token) = bearer(headers) else {
-        return (header_idx, Reply::invalid_token());
+        return (header_idx, Reply::invalid_token(), None);
     };
     let org = match sim.tokens.check(token, |o| {
         sim.orgs.get(o).map_or(u64::MAX, |org| org.generation())
@@ -175,7 +211,7 @@ async fn handle(
             } else {
                 Reply::invalid_token()
             };
-            return (who, reply);
+            return (who, reply, None);
         }
     };
     match header_org {
@@ -185,25 +221,27 @@ async fn handle(
                 "MISSING_ORGANIZATION_ID",
                 "the Organization-ID header is required",
             );
-            return (Some(org), r);
+            return (Some(org), r, None);
         }
         Some(h) if header_idx != Some(org) => {
             let msg = format!("the access token is not valid for Organization-ID '{h}'");
             return (
                 header_idx.or(Some(org)),
                 Reply::error(StatusCode::FORBIDDEN, "FORBIDDEN", &msg),
+                None,
             );
         }
         Some(_) => {}
     }
     let Some(o) = sim.orgs.get(org) else {
-        return (None, Reply::invalid_token());
+        return (None, Reply::invalid_token(), None);
     };
     let target = if query.is_empty() {
         full_path.to_string()
     } else {
         format!("{full_path}?{query}")
     };
+    let write_id = route.path_id();
     let (forbidden, not_offered) = {
         let f = lock(&o.faults);
         let listed = |names: &[String]| {
@@ -217,30 +255,31 @@ async fn handle(
         )
     };
     if forbidden {
-        return (Some(org), not_enabled());
+        return (Some(org), not_enabled(), None);
     }
     if let Some(bucket) = lock(&o.rate).as_mut()
         && let Err(secs) = bucket.take(std::time::Instant::now())
     {
-        return (Some(org), spike_arrest(secs));
+        return (Some(org), spike_arrest(secs), None);
     }
     let decision = lock(&o.faults).decide(&target, false);
     let reply = match decision {
-        Some(Decision::Error5xx(status)) => return (Some(org), server_error(status)),
-        Some(Decision::RateLimited(secs)) => return (Some(org), quota_violation(secs)),
-        Some(Decision::Unauthorized) => return (Some(org), Reply::invalid_token()),
+        Some(Decision::Error5xx(status)) => return (Some(org), server_error(status), None),
+        Some(Decision::RateLimited(secs)) => return (Some(org), quota_violation(secs), None),
+        Some(Decision::Unauthorized) => return (Some(org), Reply::invalid_token(), None),
         Some(Decision::Malformed) => {
             let n = {
                 let mut f = lock(&o.faults);
                 f.malformed_count += 1;
                 f.malformed_count
             };
-            return (Some(org), malformed(n));
+            return (Some(org), malformed(n), None);
         }
         Some(Decision::Timeout) => {
             sim.sleep(60_000).await;
-            return (Some(org), server_error(504));
+            return (Some(org), server_error(504), None);
         }
+        Some(Decision::LostReply(_)) => None,
         Some(Decision::Slow(ms)) => {
             sim.sleep(ms).await;
             None
@@ -266,6 +305,28 @@ async fn handle(
             }
         }
     };
+    // What the write did, before its answer may be lost.
+    let applied = reply.status.is_success();
+    let mut handled = Handled {
+        applied,
+        id: if applied {
+            write_id.or_else(|| created_id(&reply))
+        } else {
+            None
+        },
+        stall: false,
+    };
+    if let Some(Decision::LostReply(status)) = decision {
+        // Without a status: no answer for 60 s, then 504 (the caller
+        // journals the write first, so a caller that gives up earlier
+        // still finds it in the journal).
+        handled.stall = status.is_none();
+        return (
+            Some(org),
+            server_error(status.unwrap_or(504)),
+            Some(handled),
+        );
+    }
     if decision == Some(Decision::Truncated) {
         reply.status = StatusCode::OK;
         let keep = reply.body.len() / 2;
@@ -273,7 +334,25 @@ async fn handle(
             .body
             .truncate(keep.max(1).min(reply.body.len().saturating_sub(1)));
     }
-    (Some(org), reply)
+    (Some(org), reply, Some(handled))
+}
+
+/// What a handled call did (for the write journal).
+struct Handled {
+    applied: bool,
+    id: Option<String>,
+    /// Answer only after the timeout's 60 s (a lost reply without status).
+    stall: bool,
+}
+
+/// The id of the record a successful create answered with (`data.id`).
+fn created_id(reply: &Reply) -> Option<String> {
+    let v: Value = serde_json::from_slice(&reply.body).ok()?;
+    match v.get("data")?.get("id")? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
 }
 
 fn not_enabled() -> Reply {
@@ -700,9 +779,16 @@ async fn token_reply(sim: &Sim, org_idx: usize, secret: &str, query: &str) -> Re
             return server_error(504);
         }
         Some(Decision::Slow(ms)) => sim.sleep(ms).await,
-        Some(Decision::Truncated) | None => {}
+        Some(Decision::Truncated | Decision::LostReply(_)) | None => {}
     }
     let (token, ttl) = sim.tokens.issue(org_idx, org.generation());
+    if let Some(Decision::LostReply(status)) = decision {
+        // Issued, and the answer lost.
+        if status.is_none() {
+            sim.sleep(60_000).await;
+        }
+        return server_error(status.unwrap_or(504));
+    }
     let mut reply = Reply::value(
         StatusCode::OK,
         &json!({

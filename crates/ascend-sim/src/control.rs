@@ -157,6 +157,13 @@ pub enum FaultKind {
     Malformed,
     /// 401 with the Apigee invalid-token fault, as if the token were revoked.
     Unauthorized,
+    /// The call is handled (a write IS applied), then its answer is lost:
+    /// with a scripted `status` (5xx), that status at once; otherwise like
+    /// `timeout` (no answer for 60 s, then 504). What a client sees when
+    /// a gateway times out after the backend did the work. `error_5xx` and
+    /// `timeout` answer before the call is handled: a write is not
+    /// applied then.
+    LostReply,
 }
 
 /// A fault applied to the next `count` API calls whose path (with query
@@ -202,6 +209,8 @@ pub struct FaultConfig {
     pub timeout_rate: f64,
     pub truncated_rate: f64,
     pub malformed_rate: f64,
+    /// Calls handled, then answered 500, 502, 503 or 504 (`lost_reply`).
+    pub lost_reply_rate: f64,
     /// The organization's integration is switched off: every call is 403.
     pub forbidden: bool,
     /// Resource path names answered with 404 ("not offered to this organization").
@@ -251,6 +260,31 @@ pub struct RequestLogEntry {
     pub status: u16,
     /// When the request was answered, ISO-8601 UTC with milliseconds.
     pub time: String,
+}
+
+/// One write call the simulator received (`POST`, `PUT` or `DELETE` under
+/// the API), `GET /_sim/orgs/{org_id}/writes`, in the order received. The
+/// journal keeps the last 100,000 and is cleared by `DELETE` on the same
+/// path.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct WriteRecord {
+    /// 1, 2, ... per organization.
+    pub seq: u64,
+    pub method: String,
+    /// The path below the API base (`/v1/patients/5/notes`).
+    pub path: String,
+    /// The path template (`/v1/patients/{id}/notes`).
+    pub template: String,
+    /// The status the caller got.
+    pub status: u16,
+    /// Whether the write changed data (true for a `lost_reply` whose
+    /// answer was lost; false when a fault answered before handling it,
+    /// or it was refused).
+    pub applied: bool,
+    /// The id of the record created, changed or deleted, when applied.
+    pub id: Option<String>,
+    /// The request body as JSON (`null` if it was not JSON).
+    pub body: serde_json::Value,
 }
 
 /// `PUT|GET /_sim/token-ttl`: lifetime of tokens issued from now on.

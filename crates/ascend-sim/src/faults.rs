@@ -16,6 +16,9 @@ pub(crate) enum Decision {
     Truncated,
     Malformed,
     Unauthorized,
+    /// Handle the call, then lose the answer (`Some`: this 5xx at once;
+    /// `None`: like a timeout).
+    LostReply(Option<u16>),
 }
 
 /// An organization's fault configuration and the dice that apply its rates.
@@ -47,6 +50,7 @@ impl FaultState {
             ("timeout_rate", config.timeout_rate),
             ("truncated_rate", config.truncated_rate),
             ("malformed_rate", config.malformed_rate),
+            ("lost_reply_rate", config.lost_reply_rate),
         ];
         for (name, r) in rates {
             if !(0.0..=1.0).contains(&r) {
@@ -104,6 +108,7 @@ impl FaultState {
                 FaultKind::Truncated => Decision::Truncated,
                 FaultKind::Malformed => Decision::Malformed,
                 FaultKind::Unauthorized => Decision::Unauthorized,
+                FaultKind::LostReply => Decision::LostReply(s.status),
             };
             if s.count == 0 {
                 c.script.remove(pos);
@@ -120,6 +125,7 @@ impl FaultState {
             c.timeout_rate,
             c.truncated_rate,
             c.malformed_rate,
+            c.lost_reply_rate,
         ];
         if rates.iter().all(|r| *r <= 0.0) {
             return None;
@@ -135,7 +141,10 @@ impl FaultState {
                     2 => Decision::Slow(c.slow_ms.unwrap_or(2000)),
                     3 => Decision::Timeout,
                     4 => Decision::Truncated,
-                    _ => Decision::Malformed,
+                    5 => Decision::Malformed,
+                    _ => Decision::LostReply(Some(
+                        *self.rng.pick(&[500, 502, 503, 504]).unwrap_or(&504),
+                    )),
                 });
             }
         }

@@ -95,7 +95,7 @@ mod writes;
 pub use control::{
     BadRecord, BadRecordKind, BadRecordsRequest, BadRecordsResult, Counters, FaultConfig,
     FaultKind, MutateRequest, MutateResult, RateLimit, RepairRequest, RequestLogEntry,
-    ResourceChanges, ScriptedFault, SnapshotEntry, TokenTtl,
+    ResourceChanges, ScriptedFault, SnapshotEntry, TokenTtl, WriteRecord,
 };
 
 /// The path names of every resource served under `/v1/`, which are also

@@ -17,7 +17,7 @@ use crate::api::{API_PREFIX, TOKEN_PATH, api, token};
 use crate::auth::{TokenStore, base62};
 use crate::control::{
     BadRecordsRequest, Counters, FaultConfig, MutateRequest, RateLimit, RepairRequest,
-    RequestLogEntry, TokenTtl,
+    RequestLogEntry, TokenTtl, WriteRecord,
 };
 use crate::faults::Bucket;
 use crate::hash::hash3;
@@ -113,6 +113,7 @@ pub(crate) fn router(sim: Arc<Sim>) -> Router {
         )
         .route("/_sim/orgs/{org}/counters", get(org_counters))
         .route("/_sim/orgs/{org}/requests", get(requests))
+        .route("/_sim/orgs/{org}/writes", get(writes).delete(clear_writes))
         .route("/_sim/token-ttl", put(set_token_ttl).get(get_token_ttl))
         .route("/_sim/counters", get(counters))
         .route("/_sim/counters/reset", post(reset_counters))
@@ -387,6 +388,22 @@ async fn reset_counters(State(sim): State<Arc<Sim>>) -> Response {
         s.log.clear();
     }
     axum::Json(json!({"reset": true})).into_response()
+}
+
+async fn writes(State(sim): State<Arc<Sim>>, Path(org): Path<String>) -> Response {
+    let Some(o) = sim.org(&org) else {
+        return unknown_org(&org);
+    };
+    let writes: Vec<WriteRecord> = lock(&o.writes).iter().cloned().collect();
+    axum::Json(writes).into_response()
+}
+
+async fn clear_writes(State(sim): State<Arc<Sim>>, Path(org): Path<String>) -> Response {
+    let Some(o) = sim.org(&org) else {
+        return unknown_org(&org);
+    };
+    lock(&o.writes).clear();
+    axum::Json(json!({"cleared": true})).into_response()
 }
 
 async fn requests(State(sim): State<Arc<Sim>>, Path(org): Path<String>) -> Response {

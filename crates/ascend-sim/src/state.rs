@@ -12,10 +12,13 @@ use tokio::sync::watch;
 use crate::OrgInfo;
 use crate::auth::TokenStore;
 use crate::clock::{Ts, now_ms};
-use crate::control::{Counters, RequestLogEntry};
+use crate::control::{Counters, RequestLogEntry, WriteRecord};
 use crate::faults::{Bucket, FaultState};
 use crate::store::{OrgData, TotalsCache};
 use crate::world::World;
+
+/// How many write calls an organization's journal keeps.
+pub(crate) const WRITES_CAPACITY: usize = 100_000;
 
 /// How many request-log entries an organization keeps.
 pub(crate) const LOG_CAPACITY: usize = 200_000;
@@ -49,6 +52,9 @@ pub(crate) struct Org {
     pub(crate) faults: Mutex<FaultState>,
     pub(crate) rate: Mutex<Option<Bucket>>,
     pub(crate) stats: Mutex<Stats>,
+    /// Every write call received, in order (the last [`WRITES_CAPACITY`]).
+    pub(crate) writes: Mutex<VecDeque<WriteRecord>>,
+    write_seq: AtomicU64,
     /// Revocation generation: tokens of older generations are invalid.
     generation: AtomicU64,
 }
@@ -65,6 +71,8 @@ impl Org {
             faults: Mutex::new(faults),
             rate: Mutex::new(rps.map(Bucket::new)),
             stats: Mutex::new(Stats::default()),
+            writes: Mutex::new(VecDeque::new()),
+            write_seq: AtomicU64::new(0),
             generation: AtomicU64::new(0),
         }
     }
@@ -106,6 +114,16 @@ impl Org {
             status,
             time: Ts(now_ms()).to_string(),
         });
+    }
+
+    /// Appends a write call to the journal.
+    pub(crate) fn journal(&self, mut record: WriteRecord) {
+        record.seq = self.write_seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut writes = lock(&self.writes);
+        if writes.len() >= WRITES_CAPACITY {
+            writes.pop_front();
+        }
+        writes.push_back(record);
     }
 
     pub(crate) fn count_write(&self, kind: &str) {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use backon::Retryable;
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderName, HeaderValue};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
 use tracing::Instrument;
 use url::Url;
 
@@ -562,6 +562,249 @@ impl OrgClient {
             tracing::debug!(status, attempt, error = %error, "refused");
             return Err(error);
         }
+    }
+}
+
+/// Whether a call's request may have been applied by the API when it
+/// failed: known only for writes, where it decides whether the call may be
+/// repeated.
+pub(crate) struct CallFailure {
+    pub(crate) error: ClientError,
+    /// False when the request certainly did not reach the API (a refused
+    /// connection, a throttle, a refused token, our own budget).
+    pub(crate) maybe_applied: bool,
+}
+
+impl CallFailure {
+    fn not_applied(error: ClientError) -> CallFailure {
+        CallFailure {
+            error,
+            maybe_applied: false,
+        }
+    }
+
+    fn maybe_applied(error: ClientError) -> CallFailure {
+        CallFailure {
+            error,
+            maybe_applied: true,
+        }
+    }
+}
+
+/// One try of a JSON call: its answer, a fresh token to fetch, or a
+/// failure.
+enum Try {
+    Answer(serde_json::Value),
+    FreshToken,
+    Failed(CallFailure),
+}
+
+impl OrgClient {
+    /// `path` (from `/v1/...`) under the organization's API base.
+    pub(crate) fn api_url(&self, path: &str) -> Url {
+        let mut url = self.inner.api_base.clone();
+        url.set_path(&format!(
+            "{}{path}",
+            self.inner.api_base.path().trim_end_matches('/')
+        ));
+        url.set_query(None);
+        url.set_fragment(None);
+        url
+    }
+
+    /// One JSON call (write-back's sends and lookups): `method url` with
+    /// `body`, through the token cache and the organization's budget like
+    /// every call. A read is retried like a list page. A write (`write`
+    /// true) is retried in place only when its request certainly did not
+    /// reach the API (a refused connection, a `429`, a refused token that a
+    /// fresh one replaces); any other failure is returned at once, saying
+    /// whether the write may have been applied. `resource` names what is
+    /// written or read, for errors.
+    pub(crate) async fn call_json(
+        &self,
+        method: reqwest::Method,
+        url: &Url,
+        body: Option<&serde_json::Value>,
+        resource: Resource,
+        write: bool,
+    ) -> Result<serde_json::Value, CallFailure> {
+        let config = &self.inner.client.config;
+        let mut tries = 0usize;
+        // The generation of the first token the API refused (u64::MAX:
+        // none yet), and the token to replace.
+        let mut refused = u64::MAX;
+        let mut stale = None;
+        loop {
+            tries += 1;
+            let failure = match self
+                .try_json(&method, url, body, resource, &mut refused, &mut stale)
+                .await
+            {
+                Try::Answer(value) => return Ok(value),
+                Try::FreshToken => continue,
+                Try::Failed(failure) => failure,
+            };
+            let again = failure.error.is_retryable() && !(write && failure.maybe_applied);
+            if !again || tries >= config.max_attempts {
+                return Err(failure);
+            }
+            let shift = u32::try_from(tries - 1).unwrap_or(u32::MAX).min(16);
+            let ceiling = config
+                .base_delay
+                .saturating_mul(1 << shift)
+                .min(config.max_delay);
+            let Some(wait) = retry::next_delay(
+                &failure.error,
+                ceiling,
+                retry::random_fraction(),
+                config.max_retry_after,
+            ) else {
+                return Err(failure);
+            };
+            self.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                organization_id = %self.inner.organization_id,
+                resource = %resource,
+                method = %method,
+                attempt = tries,
+                wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                error = %failure.error,
+                "retrying"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn try_json(
+        &self,
+        method: &reqwest::Method,
+        url: &Url,
+        body: Option<&serde_json::Value>,
+        resource: Resource,
+        refused: &mut u64,
+        stale: &mut Option<u64>,
+    ) -> Try {
+        let inner = &*self.inner;
+        let config = &inner.client.config;
+        let ctx = FetchContext {
+            http: &inner.client.http,
+            timeout: config.request_timeout,
+            refreshes: &inner.counters.token_refreshes,
+        };
+        let token = match inner.tokens.token(&ctx, *stale).await {
+            Ok(token) => token,
+            Err(error) => return Try::Failed(CallFailure::not_applied(error)),
+        };
+        if let Err(error) = self.wait_for_budget().await {
+            return Try::Failed(CallFailure::not_applied(error));
+        }
+        inner.counters.calls.fetch_add(1, Ordering::Relaxed);
+        let mut request = inner
+            .client
+            .http
+            .request(method.clone(), url.clone())
+            .header(AUTHORIZATION, token.authorization.clone())
+            .header(ORGANIZATION_ID, inner.organization.clone())
+            .header(ACCEPT, "application/json");
+        if let Some(body) = body {
+            request = request
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.to_string());
+        }
+        let mut response = match request.send().await {
+            Ok(response) => response,
+            Err(error) => {
+                // A connection that could not be made sent nothing.
+                let sent = !error.is_connect() && !error.is_builder();
+                let error = ClientError::from_transport(&error, config.request_timeout);
+                tracing::debug!(method = %method, error = %error, sent, "no answer");
+                return Try::Failed(CallFailure {
+                    error,
+                    maybe_applied: sent,
+                });
+            }
+        };
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            let expected = response
+                .content_length()
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(config.max_response_bytes)
+                .min(config.max_response_bytes);
+            let _held = inner.client.memory.hold(expected.saturating_mul(2)).await;
+            let body = match read_body(&mut response, config.max_response_bytes).await {
+                Ok(body) => body,
+                Err(BodyError::TooLarge { limit }) => {
+                    return Try::Failed(CallFailure::maybe_applied(ClientError::bad_payload(
+                        resource,
+                        &Cursor::Start,
+                        format!("the answer is larger than max_response_bytes ({limit} bytes)"),
+                    )));
+                }
+                Err(BodyError::Transport(error)) => {
+                    return Try::Failed(CallFailure::maybe_applied(ClientError::from_transport(
+                        &error,
+                        config.request_timeout,
+                    )));
+                }
+            };
+            inner
+                .counters
+                .bytes
+                .fetch_add(body.len() as u64, Ordering::Relaxed);
+            tracing::debug!(method = %method, status, bytes = body.len(), "answer");
+            if body.iter().all(u8::is_ascii_whitespace) {
+                return Try::Answer(serde_json::Value::Null);
+            }
+            return match serde_json::from_slice(&body) {
+                Ok(value) => Try::Answer(value),
+                Err(error) => Try::Failed(CallFailure::maybe_applied(ClientError::bad_payload(
+                    resource,
+                    &Cursor::Start,
+                    format!("the answer is not JSON: {error}"),
+                ))),
+            };
+        }
+        let failure = match status {
+            401 if *refused >= token.generation => {
+                tracing::info!(status, "access token refused; fetching a new one");
+                let _ = read_error_body(&mut response).await;
+                inner.tokens.invalidate(token.generation);
+                *refused = (*refused).min(token.generation);
+                *stale = Some(token.generation);
+                return Try::FreshToken;
+            }
+            401 => CallFailure::not_applied(ClientError::Auth {
+                organization_id: inner.organization_id.clone(),
+                reason: AuthFailure::TokenRefused,
+            }),
+            403 => CallFailure::not_applied(ClientError::Forbidden { resource }),
+            429 => {
+                inner.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+                let retry_after = retry_after(&response);
+                inner
+                    .client
+                    .budget
+                    .throttled(&inner.organization_id, retry_after)
+                    .await;
+                CallFailure::not_applied(ClientError::RateLimited { retry_after })
+            }
+            408 | 500..=599 => {
+                let message = token.redact(body_message(&read_error_body(&mut response).await));
+                CallFailure::maybe_applied(ClientError::transient(Some(status), message))
+            }
+            300..=399 => CallFailure::not_applied(ClientError::config(format!(
+                "the API answered a redirect ({status}) to {}; redirects are not followed with a \
+                 token, set api_base to the final address",
+                location(&response)
+            ))),
+            _ => CallFailure::not_applied(ClientError::Rejected {
+                status,
+                message: token.redact(body_message(&read_error_body(&mut response).await)),
+            }),
+        };
+        tracing::debug!(method = %method, status, error = %failure.error, "refused");
+        Try::Failed(failure)
     }
 }
 

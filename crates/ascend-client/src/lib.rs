@@ -17,6 +17,12 @@
 //!   `lastModified`); a record whose head cannot be read is rejected on its
 //!   own, with the reason, and the rest of the page is read.
 //! - [`ClientError`]: what went wrong and what an operator must do about it.
+//! - Write-back ([`OrgClient::send_write`], [`OrgClient::find_write`]): the
+//!   one place that knows how each write-back type maps onto the vendor's
+//!   API (most write paths are assumed; see the `writes` module), and how
+//!   what a send created is found again. A write is retried in place only
+//!   when it certainly did not reach Ascend ([`WriteFailure`] says
+//!   [`Applied::Unknown`] otherwise).
 //!
 //! # Security
 //! Bearer tokens go over https only; plain http is accepted only for
@@ -47,6 +53,7 @@ mod query;
 
 mod retry;
 mod token;
+mod writes;
 
 #[cfg(test)]
 mod tests;
@@ -60,6 +67,7 @@ pub use model::{ErrorClass, Resource};
 pub use page::{Page, Record, Rejected};
 pub use pager::{KeysetPager, OffsetPager};
 pub use query::{Cursor, Filter, FilterValue, ListQuery, MAX_PAGE_SIZE, format_timestamp};
+pub use writes::{Applied, Sent, WriteFailure};
 
 /// Re-exported so that callers can build a [`Connection`].
 pub use secrecy::SecretString;

@@ -158,7 +158,7 @@ const RESUME_STATUS: &str = "CASE WHEN EXISTS (SELECT 1 FROM sync_state s \
 
 const HAS_CREDENTIALS: &str = "SELECT 1 FROM practice_credentials WHERE practice_id = $1";
 
-const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, actor, action, practice_id, outcome, \
+pub(crate) const INSERT_AUDIT: &str = "INSERT INTO audit_log (at, actor, action, practice_id, outcome, \
                             detail) VALUES ($1, $2, $3, $4, $5, $6)";
 
 const UPSERT_CREDENTIALS: &str = "INSERT INTO practice_credentials (practice_id, token_url, \
@@ -184,6 +184,8 @@ macro_rules! audit {
             .map_err(|e| db_error($backend, "writing the audit log", e))?;
     }};
 }
+
+pub(crate) use audit;
 
 /// Binds and runs [`UPSERT_CREDENTIALS`].
 macro_rules! upsert_credentials {
@@ -223,6 +225,8 @@ macro_rules! locked_status {
         status
     }};
 }
+
+pub(crate) use locked_status;
 
 /// Reads the practice back inside a transaction.
 macro_rules! practice_in_tx {

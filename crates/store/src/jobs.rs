@@ -55,6 +55,9 @@ pub struct JobEnd {
     pub finish_initial: bool,
     /// This chunk is no longer queued.
     pub unqueue_chunk: Option<i64>,
+    /// Give up the practice's write-back claim if this job holds it (a
+    /// write-back job that ended for good).
+    pub release_writeback_claim: bool,
 }
 
 const FINISH_RUN: &str = "UPDATE sync_runs SET status = $2, ended_at = $3, resources = $4, \
@@ -141,6 +144,14 @@ impl Store {
                         run_id: (*run_id).to_owned(),
                     });
                 }
+            }
+            if end.release_writeback_claim {
+                sqlx::query(crate::writeback::RELEASE_WRITEBACK_CLAIM)
+                    .bind(id)
+                    .bind(&end.job_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(fail)?;
             }
             if let Some((key, holder)) = &end.lease {
                 sqlx::query(RELEASE_LEASE)
@@ -324,6 +335,7 @@ impl JobEnd {
             success_at: None,
             finish_initial: false,
             unqueue_chunk: None,
+            release_writeback_claim: false,
         }
     }
 }

@@ -53,6 +53,7 @@ mod share;
 pub mod spec;
 mod store;
 mod values;
+mod writeback;
 
 #[cfg(test)]
 mod tests;
@@ -75,7 +76,9 @@ pub use nightly::{
 pub use quarantine::QuarantinedRecord;
 pub use queue::ReceiptOutcome;
 pub use readback::LandedRecord;
-pub use runtime::{DuePractice, ForceDecision, chunk_lease_key, practice_lease_key};
+pub use runtime::{
+    DuePractice, ForceDecision, chunk_lease_key, practice_lease_key, writeback_lease_key,
+};
 pub use share::{Copy, Member, SHARE_CHUNK, Shared};
 pub use spec::{Kind, Table, UnknownTable};
 pub use store::Store;
@@ -84,3 +87,4 @@ pub use values::{
     LandedRow, NewChunk, NewPractice, PageRecords, PassCursor, Practice, PracticeStatus, RunState,
     SYNC_INTERVALS_MINUTES, SyncPhase, SyncState, UnknownValue,
 };
+pub use writeback::{ItemEnd, NewItem, SettingsChange, Submitted, writeback_marker};

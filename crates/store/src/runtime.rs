@@ -34,6 +34,11 @@ pub fn practice_lease_key(practice_id: &str) -> String {
     format!("practice:{practice_id}")
 }
 
+/// The lease a worker holds while it sends a practice's write-backs.
+pub fn writeback_lease_key(practice_id: &str) -> String {
+    format!("writeback:{practice_id}")
+}
+
 /// The lease a worker holds while it pulls an initial-sync chunk.
 pub fn chunk_lease_key(chunk_id: i64) -> String {
     format!("chunk:{chunk_id}")

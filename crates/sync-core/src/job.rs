@@ -170,6 +170,15 @@ pub enum Outcome {
         /// share chunks, done by this chunk's finished pull (issue 14).
         wake: Vec<Job>,
     },
+    /// A write-back job went through the practice's due items (issue 15).
+    /// Each item's outcome is already recorded on the item; this is the
+    /// run's account.
+    Writeback {
+        /// What became of the items.
+        tally: crate::writeback::Tally,
+        /// The first item failure (retried or given up), if any.
+        first_error: Option<(ErrorClass, String)>,
+    },
     /// The job cannot go on yet and did nothing (a share chunk whose
     /// organization's lease another job holds): look again after
     /// `retry_after`, without using up a delivery.
@@ -478,6 +487,28 @@ pub fn conclude(
                     },
                 ),
             }
+        }
+        // A write-back job ends its message whatever its items did: each
+        // item carries its own retry time, and the scheduler sends the next
+        // job when one is due. It is not a sync: staleness is untouched.
+        Outcome::Writeback { tally, first_error } => {
+            let line = tally.line();
+            let (run, error) = match first_error {
+                None if tally.clean() => (RunState::Succeeded, None),
+                None => (RunState::Partial, Some((ErrorClass::Transient, line))),
+                Some((class, message)) => (
+                    RunState::Partial,
+                    Some((class, format!("{line}; first failure: {message}"))),
+                ),
+            };
+            done(
+                run,
+                error,
+                Effects {
+                    claim: ClaimChange::Release(holder),
+                    ..Effects::default()
+                },
+            )
         }
         Outcome::Planned { unplanned, pending } => {
             if let Some((resource, message)) = unplanned.first() {

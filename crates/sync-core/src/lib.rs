@@ -24,6 +24,8 @@
 //!   practice's copy: complete as of when, or which counts differ, in words.
 //! - [`nightly`]: when captured deletes are applied: a practice's
 //!   processing window on its own wall clock, and which time zone that is.
+//! - [`writeback`]: what a write-back request must hold, which items may be
+//!   sent, and what a failed send makes of an item (exactly once).
 
 pub mod budget;
 pub mod completeness;
@@ -37,6 +39,7 @@ pub mod scope;
 pub mod share;
 pub mod staleness;
 pub mod watermark;
+pub mod writeback;
 
 pub use plan::{ChunkPlan, ChunkWindow, IdRange, PlannedChunk};
 pub use scope::Scope;

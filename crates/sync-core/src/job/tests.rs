@@ -1151,3 +1151,91 @@ fn a_chunk_that_finished_a_shared_pull_wakes_the_waiting_practices() {
     assert_eq!(decision.effects.enqueue, vec![waiting]);
     assert_eq!(decision.settle, Settle::Delete);
 }
+
+fn writeback() -> Job {
+    Job::Writeback {
+        meta: meta(Trigger::Schedule),
+    }
+}
+
+#[test]
+fn a_writeback_job_ends_its_message_and_its_claim_whatever_its_items_did() {
+    use crate::writeback::Tally;
+    let clean = Tally {
+        sent: 3,
+        found: 1,
+        blocked: 1,
+        ..Tally::default()
+    };
+    let retrying = Tally {
+        sent: 1,
+        retrying: 2,
+        ..Tally::default()
+    };
+    let rows = [
+        (clean, None, RunState::Succeeded),
+        (
+            retrying,
+            Some((ErrorClass::Transient, "503".to_owned())),
+            RunState::Partial,
+        ),
+        (
+            Tally {
+                dead: 1,
+                ..Tally::default()
+            },
+            Some((ErrorClass::Rejected, "400".to_owned())),
+            RunState::Partial,
+        ),
+    ];
+    for (tally, first_error, run) in rows {
+        let d = conclude(
+            &writeback(),
+            Outcome::Writeback {
+                tally,
+                first_error: first_error.clone(),
+            },
+            first(),
+            TIMING,
+            NOW,
+        );
+        assert_eq!(d.run, run, "{tally:?}");
+        assert_eq!(d.settle, Settle::Delete, "{tally:?}");
+        assert_eq!(d.effects.claim, ClaimChange::Release(Holder::ThisJob));
+        // Write-back is not a sync: it never counts as one for staleness.
+        assert!(!d.effects.success);
+        if let Some((class, _)) = first_error {
+            let (c, message) = d.error.expect("a partial run says why");
+            assert_eq!(c, class);
+            assert!(message.contains(&tally.line()), "{message}");
+        }
+    }
+}
+
+#[test]
+fn a_writeback_job_of_a_practice_that_no_longer_syncs_is_skipped() {
+    for status in [
+        PracticeStatus::Paused,
+        PracticeStatus::Removed,
+        PracticeStatus::AuthFailed,
+    ] {
+        let view = PracticeView {
+            status,
+            last_success_at: None,
+            claim: None,
+        };
+        assert!(
+            matches!(
+                admit(&writeback(), Some(&view), NOW),
+                Admission::Skip { .. }
+            ),
+            "{status}"
+        );
+    }
+    let view = PracticeView {
+        status: PracticeStatus::InitialSync,
+        last_success_at: None,
+        claim: None,
+    };
+    assert_eq!(admit(&writeback(), Some(&view), NOW), Admission::Run);
+}

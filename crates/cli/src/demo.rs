@@ -305,6 +305,9 @@ async fn cycles(
         landed as f64 / secs
     );
     verify_all(sim, store, practices).await?;
+    if let Some(first) = practices.first() {
+        writeback(sim, store, first).await?;
+    }
 
     let mut cycle = 0u64;
     loop {
@@ -364,6 +367,120 @@ async fn cycles(
             }
         }
     }
+}
+
+/// Write-back, as a practice sees it: three types turned on, one left off;
+/// one request of each submitted; the enabled ones arrive in the
+/// simulator once each (its write journal says so), the other is held.
+async fn writeback(
+    sim: &ascend_sim::RunningSim,
+    store: &Store,
+    practice: &DemoPractice,
+) -> Result<()> {
+    use model::WritebackType as T;
+    use serde_json::json;
+    let id = practice.practice_id.as_str();
+    let ids = |records: Vec<store::LandedRecord>| -> Vec<i64> {
+        records.into_iter().map(|r| r.id).collect()
+    };
+    let patients = ids(store.landed_records(id, store::Table::Patients).await?);
+    let appointments = ids(store.landed_records(id, store::Table::Appointments).await?);
+    let providers = ids(store.landed_records(id, store::Table::Providers).await?);
+    let (Some(patient), Some(appointment), Some(provider)) =
+        (patients.first(), appointments.first(), providers.first())
+    else {
+        bail!("{id} has no patient, appointment or provider to write back to");
+    };
+    let change = store::SettingsChange {
+        switch: vec![
+            (T::SmsLog, true),
+            (T::Confirmation, true),
+            (T::NewAppointment, true),
+        ],
+        note_provider_id: Some(u64::try_from(*provider).ok()),
+    };
+    control::writeback::change_settings(store, id, &change, "demo").await?;
+    let requests = [
+        (
+            T::SmsLog,
+            json!({"patient_id": patient.to_string(), "direction": "outbound",
+                   "text": "Reminder: your cleaning is tomorrow at 9:00", "sent_at": "2026-12-04T10:00:00Z"}),
+        ),
+        (
+            T::Confirmation,
+            json!({"appointment_id": appointment.to_string(), "status": "CONFIRMED"}),
+        ),
+        (
+            T::NewAppointment,
+            json!({"patient_id": patient.to_string(), "start": "2027-01-05T09:00:00Z",
+                   "duration_minutes": 30, "note": "Booked online"}),
+        ),
+        (
+            T::CallLog,
+            json!({"patient_id": patient.to_string(), "direction": "inbound",
+                   "summary": "Asked about insurance", "at": "2026-12-04T10:05:00Z"}),
+        ),
+    ];
+    for (kind, body) in &requests {
+        let key = format!("demo-{kind}");
+        control::writeback::submit(store, id, kind.as_str(), &key, body, "demo").await?;
+    }
+    let asked = Instant::now();
+    let items = loop {
+        let items = store.writeback_items(Some(id), None, 100).await?;
+        let waiting = items.iter().any(|i| {
+            matches!(
+                i.status,
+                model::ItemStatus::Pending | model::ItemStatus::Failed | model::ItemStatus::Sending
+            )
+        });
+        if !waiting {
+            break items;
+        }
+        if asked.elapsed() > CYCLE_LIMIT {
+            bail!(
+                "{id}: write-backs still waiting after {} s",
+                CYCLE_LIMIT.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let org_id = &sim.orgs()[practice.org_index].organization_id;
+    let journal: Vec<ascend_sim::WriteRecord> = reqwest::Client::new()
+        .get(format!("{}/_sim/orgs/{org_id}/writes", sim.base_url()))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let applied = journal.iter().filter(|w| w.applied).count();
+    let mut lines = Vec::new();
+    for item in items.iter().rev() {
+        lines.push(match (item.status, item.ascend_id) {
+            (model::ItemStatus::Sent, Some(ascend_id)) => {
+                format!("{} sent (Ascend id {ascend_id})", item.kind)
+            }
+            (status, _) => format!(
+                "{} {status}: {}",
+                item.kind,
+                item.reason.as_deref().unwrap_or("")
+            ),
+        });
+    }
+    let sent = items
+        .iter()
+        .filter(|i| i.status == model::ItemStatus::Sent)
+        .count();
+    if sent != 3 || applied != 3 {
+        bail!(
+            "{id}: write-back sent {sent} items and the simulator applied {applied} writes, not 3: {lines:?}"
+        );
+    }
+    println!(
+        "write-back {id}: the simulator applied {applied} writes, one per enabled item; {}",
+        lines.join("; ")
+    );
+    Ok(())
 }
 
 /// The most the initial syncs may take before the demo gives up.

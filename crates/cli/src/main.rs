@@ -12,6 +12,7 @@ mod pull;
 mod runtime;
 mod sim;
 mod sync_cmd;
+mod writeback;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -85,6 +86,9 @@ enum Command {
     /// Each organization's request budget, shared by the fleet: list them,
     /// or give an organization its own limit.
     Budget(budget::BudgetArgs),
+    /// Write-back: put requests into a practice's outbox, list the outbox,
+    /// and switch each type on or off per practice.
+    Writeback(writeback::WritebackArgs),
 }
 
 fn init_tracing(format: LogFormat) {
@@ -125,6 +129,7 @@ fn main() -> Result<()> {
             Command::Keys(args) => practice::keys(args).await,
             Command::AdminToken(args) => practice::admin_token(args).await,
             Command::Budget(args) => budget::run(args).await,
+            Command::Writeback(args) => writeback::run(args).await,
         }
     })
 }

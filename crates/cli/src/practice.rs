@@ -192,7 +192,7 @@ pub struct RemoveArgs {
 }
 
 /// The operator at the CLI: `--actor` as given, else `cli:$USER`.
-fn operator(actor: Option<&str>) -> Principal {
+pub(crate) fn operator(actor: Option<&str>) -> Principal {
     let mut who = Principal::operator(&std::env::var("USER").unwrap_or_else(|_| "unknown".into()));
     if let Some(actor) = actor.map(str::trim).filter(|a| !a.is_empty()) {
         actor.clone_into(&mut who.actor);

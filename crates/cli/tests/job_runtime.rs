@@ -247,6 +247,7 @@ impl Env {
                 initial_claim: Duration::from_secs(600),
                 first_backoff: Duration::from_millis(200),
                 max_backoff: Duration::from_secs(1),
+                writeback_retry_base: Duration::from_millis(200),
             },
         ))
     }

@@ -9,8 +9,12 @@
 //!   `auth_failed` practice resumes.
 //! - [`enable`], [`disable`], [`remove`]: the lifecycle.
 //! - [`force_sync`]: Force Sync Now.
+//! - [`writeback::submit`], [`writeback::change_settings`]: write-back
+//!   requests into the outbox, and the switches that say what may be sent.
 //!
 //! A refused proof is audited as `failed` and explained; nothing is saved.
+
+pub mod writeback;
 
 use std::time::Duration;
 

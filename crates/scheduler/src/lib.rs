@@ -74,6 +74,8 @@ pub struct TickReport {
     pub claim_time: Duration,
     /// Time spent sending the jobs to the queue.
     pub send_time: Duration,
+    /// Write-back jobs sent (practices with write-back items due).
+    pub writebacks: u64,
 }
 
 /// One scheduler replica.
@@ -140,6 +142,7 @@ impl Scheduler {
                 break;
             }
         }
+        report.writebacks = self.enqueue_writebacks(&tick_id, now).await?;
         if report.enqueued > 0 {
             tracing::info!(
                 message = "Enqueued the practices that were due.",
@@ -151,6 +154,62 @@ impl Scheduler {
     }
 
     /// Gives claimed practices back, due at once, after a failed send.
+    /// Sends one write-back job per practice with items due and no
+    /// write-back job queued or running (its claim, issue 15). A failed
+    /// send gives the claims back, so the next tick tries again.
+    async fn enqueue_writebacks(
+        &self,
+        tick_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<u64, SchedulerError> {
+        let until =
+            now + time::Duration::try_from(self.config.claim_for).unwrap_or(time::Duration::MAX);
+        let mut sent_total = 0;
+        loop {
+            let claimed = self
+                .store
+                .claim_due_writebacks(tick_id, now, until, self.config.batch)
+                .await?;
+            if claimed.is_empty() {
+                break;
+            }
+            let outgoing: Vec<Outgoing> = claimed
+                .iter()
+                .map(|(practice_id, job_id)| {
+                    Job::writeback(job_id.clone(), practice_id.clone(), Trigger::Schedule, now)
+                        .outgoing(Duration::ZERO)
+                })
+                .collect();
+            if let Err(error) = self.queue.send(&outgoing).await {
+                for (practice_id, job_id) in &claimed {
+                    if let Err(error) = self
+                        .store
+                        .release_writeback_claim(practice_id, job_id)
+                        .await
+                    {
+                        tracing::warn!(
+                            message = "Could not release a write-back claim; the practice's items are sent when it expires.",
+                            practice_id = %practice_id,
+                            %error
+                        );
+                    }
+                }
+                return Err(error.into());
+            }
+            sent_total += claimed.len() as u64;
+            if claimed.len() < self.config.batch as usize {
+                break;
+            }
+        }
+        if sent_total > 0 {
+            tracing::info!(
+                message = "Enqueued write-back jobs.",
+                writebacks = sent_total
+            );
+        }
+        Ok(sent_total)
+    }
+
     async fn unclaim(&self, due: &[DuePractice]) {
         for practice in due {
             let released = self

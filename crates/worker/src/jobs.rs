@@ -66,6 +66,8 @@ pub struct WorkerConfig {
     pub first_backoff: Duration,
     /// The longest retry backoff.
     pub max_backoff: Duration,
+    /// A write-back item's first retry delay (doubled per attempt).
+    pub writeback_retry_base: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -80,6 +82,7 @@ impl Default for WorkerConfig {
             initial_claim: Duration::from_secs(30 * 60),
             first_backoff: schedule::FIRST_BACKOFF,
             max_backoff: schedule::MAX_BACKOFF,
+            writeback_retry_base: sync_core::writeback::RETRY_BASE,
         }
     }
 }
@@ -423,6 +426,8 @@ impl Worker {
             success_at: decision.effects.success.then_some(now),
             finish_initial: decision.effects.finish_initial,
             unqueue_chunk: decision.effects.unqueue_chunk,
+            release_writeback_claim: matches!(job, Job::Writeback { .. })
+                && matches!(decision.effects.claim, model::ClaimChange::Release(_)),
         };
         match self.store().end_job(&end).await {
             Ok(marked) => {
@@ -584,10 +589,7 @@ impl Worker {
             Job::Incremental { .. } => self.incremental(job, &org).await,
             Job::InitialPlan { .. } => self.initial_plan(job, &org).await,
             Job::InitialChunk { chunk_id, .. } => self.initial_chunk(job, *chunk_id, &org).await,
-            Job::Writeback { .. } => Step::failed(
-                ErrorClass::State,
-                "write-back jobs are not run by this build yet".to_owned(),
-            ),
+            Job::Writeback { .. } => self.writeback(&practice, &org).await,
         };
         step.stats = Some(org.stats());
         step.credential_version = Some(version);
@@ -641,6 +643,18 @@ impl Worker {
                     .collect(),
                 quarantined,
             })
+        }
+    }
+
+    async fn writeback(&self, practice: &model::Practice, org: &OrgClient) -> Step {
+        let retry_base = self.inner.config.writeback_retry_base;
+        match crate::writeback::run(self.store(), org, practice, retry_base).await {
+            Ok((outcome, written)) => {
+                let mut step = Step::of(outcome);
+                step.written = written;
+                step
+            }
+            Err(error) => Step::failed(ErrorClass::Store, error.to_string()),
         }
     }
 
@@ -878,6 +892,9 @@ impl Worker {
 fn lease_key(job: &Job) -> String {
     match job {
         Job::InitialChunk { chunk_id, .. } => store::chunk_lease_key(*chunk_id),
+        // Write-back runs beside the practice's syncs, never beside
+        // another write-back job of it.
+        Job::Writeback { .. } => store::writeback_lease_key(job.practice_id()),
         _ => store::practice_lease_key(job.practice_id()),
     }
 }

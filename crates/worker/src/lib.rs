@@ -26,6 +26,7 @@ mod error;
 pub mod jobs;
 mod sync;
 pub mod verify;
+mod writeback;
 
 pub use error::SyncError;
 pub use sync::{

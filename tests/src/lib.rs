@@ -181,6 +181,12 @@ impl Sim {
         self.send(self.http.get(url)).await
     }
 
+    /// Every write call the simulator received for `org`, in order.
+    pub async fn writes(&self, org: usize) -> Result<Vec<ascend_sim::WriteRecord>> {
+        let url = self.control(&format!("/orgs/{}/writes", self.org(org).organization_id));
+        self.send(self.http.get(url)).await
+    }
+
     pub async fn reset_counters(&self) -> Result<()> {
         let _: serde_json::Value = self
             .send(self.http.post(self.control("/counters/reset")))

@@ -682,3 +682,116 @@ async fn the_simulators_bad_records_are_rejected_alone_and_repaired() -> Result<
     sim.shutdown().await;
     Ok(())
 }
+
+/// A write is retried in place only when it certainly did not reach
+/// Ascend: a 503 is returned at once as "may have been applied" (one POST
+/// only), a 429 is waited out and the write lands once, a 400 is "not
+/// applied". A lookup finds what a send created by its marker.
+#[tokio::test]
+async fn writes_are_not_repeated_blindly_and_are_found_by_their_marker() -> Result<()> {
+    use ascend_client::{Applied, WriteFailure};
+    use model::Write;
+    use model::writeback::{SmsLog, WriteContext};
+    let sim = Sim::start(SimConfig {
+        size: Size::Tiny,
+        ..SimConfig::default()
+    })
+    .await?;
+    let client = test_client(1000)?;
+    let org = connect(&client, &sim, 0)?;
+    let patients = pull_all(&org, Resource::Patients, small_pages(10)).await?;
+    let patient = patients.first().map(|r| r.id.0).unwrap_or_default();
+    let note = |text: &str| {
+        Write::SmsLog(SmsLog {
+            patient_id: patient,
+            direction: "outbound".into(),
+            phone: None,
+            text: text.into(),
+            sent_at: "2026-12-04T10:00:00Z".into(),
+        })
+    };
+    let ctx = |marker: &str| WriteContext {
+        marker: marker.into(),
+        note_provider_id: None,
+        location_id: 0,
+    };
+    let since = time::OffsetDateTime::now_utc();
+    ensure!(
+        org.find_write(&note("a"), &ctx("asy-aaaa"), since)
+            .await?
+            .is_none()
+    );
+    // A 503: one POST, "may have been applied", not retried.
+    sim.set_faults(
+        0,
+        &FaultConfig {
+            script: vec![ScriptedFault {
+                status: Some(503),
+                ..script(FaultKind::Error5xx, 1, "/notes")
+            }],
+            ..FaultConfig::default()
+        },
+    )
+    .await?;
+    match org.send_write(&note("a"), &ctx("asy-aaaa")).await {
+        Err(WriteFailure {
+            applied: Applied::Unknown,
+            ..
+        }) => {}
+        other => anyhow::bail!("a 503 gave {other:?}"),
+    }
+    ensure!(
+        note_posts(&sim).await? == 1,
+        "a write was repeated after a 503"
+    );
+    // A 429 is waited out: the write lands, once.
+    sim.set_faults(
+        0,
+        &FaultConfig {
+            script: vec![ScriptedFault {
+                retry_after_secs: Some(1),
+                ..script(FaultKind::RateLimited, 1, "/notes")
+            }],
+            ..FaultConfig::default()
+        },
+    )
+    .await?;
+    let sent = org
+        .send_write(&note("b"), &ctx("asy-bbbb"))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    ensure!(
+        note_posts(&sim).await? == 3,
+        "the 429 was not retried exactly once"
+    );
+    let found = org.find_write(&note("b"), &ctx("asy-bbbb"), since).await?;
+    ensure!(
+        found == Some(sent.ascend_id),
+        "lookup found {found:?}, sent {}",
+        sent.ascend_id
+    );
+    // An unknown patient: refused, not applied.
+    let mut unknown = note("c");
+    if let Write::SmsLog(s) = &mut unknown {
+        s.patient_id = 1;
+    }
+    match org.send_write(&unknown, &ctx("asy-cccc")).await {
+        Err(WriteFailure {
+            applied: Applied::No,
+            ..
+        }) => {}
+        other => anyhow::bail!("an unknown patient gave {other:?}"),
+    }
+    sim.shutdown().await;
+    Ok(())
+}
+
+/// The notes POSTs organization 0 received.
+async fn note_posts(sim: &Sim) -> Result<usize> {
+    Ok(sim
+        .requests(0)
+        .await?
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/notes"))
+        .count())
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use ascend_sim::{
     Counters, FaultConfig, FaultKind, MutateRequest, MutateResult, OrgInfo, RequestLogEntry,
-    RunningSim, ScriptedFault, SimConfig, Size, SnapshotEntry,
+    RunningSim, ScriptedFault, SimConfig, Size, SnapshotEntry, WriteRecord,
 };
 use serde_json::{Value, json};
 
@@ -1271,5 +1271,191 @@ async fn an_organization_can_have_a_chosen_number_of_locations() -> Result<()> {
             other => bail!("locations {refused} was not refused: {other:?}"),
         }
     }
+    Ok(())
+}
+
+impl Harness {
+    async fn writes(&self, i: usize) -> Result<Vec<WriteRecord>> {
+        let url = self.control(&format!("/orgs/{}/writes", self.org(i)?.organization_id));
+        Ok(self
+            .http
+            .get(url)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
+    /// The notes of `patient`, as the API lists them.
+    async fn notes(&self, token: &str, patient: u64) -> Result<Vec<Value>> {
+        let v = self
+            .get_ok(token, &format!("/v1/patients/{patient}/notes"))
+            .await?;
+        Ok(v["data"].as_array().cloned().unwrap_or_default())
+    }
+}
+
+fn lost(status: Option<u16>, path: &str, kind: FaultKind) -> ScriptedFault {
+    ScriptedFault {
+        fault: kind,
+        count: 1,
+        path_contains: Some(path.to_string()),
+        retry_after_secs: None,
+        slow_ms: None,
+        status,
+    }
+}
+
+/// The journal records every write call with what it did; `error_5xx`
+/// answers before the write is applied, `lost_reply` after.
+#[tokio::test]
+async fn the_write_journal_says_what_each_write_did() -> Result<()> {
+    let h = small(1).await?;
+    let token = h.token(0).await?;
+    let patients = h.get_ok(&token, "/v1/patients?pageSize=1").await?;
+    let patient = id_of(&patients["data"][0])?;
+    let notes = format!("/v1/patients/{patient}/notes");
+    // Applied.
+    let ok = h
+        .call(
+            reqwest::Method::POST,
+            0,
+            &token,
+            &notes,
+            Some(json!({"note": "first"})),
+        )
+        .await?;
+    assert_eq!(ok.status, 201, "{}", ok.body);
+    let created = id_of(&ok.json()?["data"])?;
+    // Refused: no text.
+    let refused = h
+        .call(
+            reqwest::Method::POST,
+            0,
+            &token,
+            &notes,
+            Some(json!({"colour": "red"})),
+        )
+        .await?;
+    assert_eq!(refused.status, 400);
+    // A 503 before handling, then a 500 after handling.
+    h.set_faults(&FaultConfig {
+        script: vec![
+            lost(Some(503), "/notes", FaultKind::Error5xx),
+            lost(Some(500), "/notes", FaultKind::LostReply),
+        ],
+        ..FaultConfig::default()
+    })
+    .await?;
+    let before = h
+        .call(
+            reqwest::Method::POST,
+            0,
+            &token,
+            &notes,
+            Some(json!({"note": "never"})),
+        )
+        .await?;
+    assert_eq!(before.status, 503);
+    let after = h
+        .call(
+            reqwest::Method::POST,
+            0,
+            &token,
+            &notes,
+            Some(json!({"note": "lost"})),
+        )
+        .await?;
+    assert_eq!(after.status, 500);
+    let listed: Vec<String> = h
+        .notes(&token, patient)
+        .await?
+        .iter()
+        .filter_map(|n| n["note"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        listed,
+        ["first", "lost"],
+        "the 503 was not applied, the lost reply was"
+    );
+    let journal = h.writes(0).await?;
+    let seen: Vec<(u16, bool, Option<&str>)> = journal
+        .iter()
+        .map(|w| (w.status, w.applied, w.body["note"].as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (201, true, Some("first")),
+            (400, false, None),
+            (503, false, Some("never")),
+            (500, true, Some("lost")),
+        ]
+    );
+    assert_eq!(journal[0].id.as_deref(), Some(created.to_string().as_str()));
+    assert!(journal[3].id.is_some(), "the lost reply's note has an id");
+    assert_eq!(
+        journal.iter().map(|w| w.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+    assert!(
+        journal
+            .iter()
+            .all(|w| w.template == "/v1/patients/{id}/notes")
+    );
+    // Reads are not journaled; the journal can be cleared.
+    let url = h.control(&format!("/orgs/{}/writes", h.org(0)?.organization_id));
+    h.http.delete(url).send().await?.error_for_status()?;
+    assert!(h.writes(0).await?.is_empty());
+    h.sim.shutdown().await;
+    Ok(())
+}
+
+/// A lost reply without a status hangs like a timeout, after the write
+/// was applied and journaled.
+#[tokio::test]
+async fn a_lost_reply_without_status_times_out_after_applying() -> Result<()> {
+    let h = small(1).await?;
+    let token = h.token(0).await?;
+    let patients = h.get_ok(&token, "/v1/patients?pageSize=1").await?;
+    let patient = id_of(&patients["data"][0])?;
+    h.set_faults(&FaultConfig {
+        script: vec![lost(None, "/notes", FaultKind::LostReply)],
+        ..FaultConfig::default()
+    })
+    .await?;
+    let org = h.org(0)?;
+    let r = h
+        .http
+        .post(format!("{}/v1/patients/{patient}/notes", org.api_base))
+        .bearer_auth(&token)
+        .header("Organization-ID", &org.organization_id)
+        .json(&json!({"note": "applied, answer lost"}))
+        .timeout(Duration::from_millis(500))
+        .send()
+        .await;
+    match r {
+        Err(e) if e.is_timeout() => {}
+        other => bail!("expected a client timeout, got {other:?}"),
+    }
+    let listed = h.notes(&token, patient).await?;
+    assert_eq!(listed.len(), 1, "the write was applied");
+    let journal = h.writes(0).await?;
+    assert_eq!(journal.len(), 1);
+    assert!(
+        journal[0].applied && journal[0].status == 504,
+        "{:?}",
+        journal[0]
+    );
+    // Rates are checked like the others.
+    let bad = h
+        .http
+        .put(h.control(&format!("/orgs/{}/faults", org.organization_id)))
+        .json(&json!({"lost_reply_rate": 0.7, "error_5xx_rate": 0.5}))
+        .send()
+        .await?;
+    assert_eq!(bad.status(), 400);
+    h.sim.shutdown().await;
     Ok(())
 }

@@ -1,0 +1,235 @@
+//! `ascend-sync writeback` as an operator runs it (issue 15): a practice
+//! synced by `ascend-sync sync` into SQLite, then its switches shown and
+//! changed, a request submitted from a file (twice), bad requests refused,
+//! and the outbox listed.
+
+use std::process::{Command, Output};
+
+use anyhow::{Context, Result, ensure};
+use ascend_sim::{SimConfig, Size};
+use serde_json::{Value, json};
+use store::{Store, Table};
+use system_tests::{Sim, TempDir};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ascend-sync");
+
+fn run(args: &[&str], db: &str) -> Result<Output> {
+    Command::new(BIN)
+        .args(args)
+        .env("DATABASE_URL", db)
+        .env("ASCEND_SYNC_ACTOR", "cli:test-operator")
+        .output()
+        .context("cannot run ascend-sync")
+}
+
+fn ok(args: &[&str], db: &str) -> Result<String> {
+    let out = run(args, db)?;
+    ensure!(
+        out.status.success(),
+        "ascend-sync {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn refused(args: &[&str], db: &str) -> Result<String> {
+    let out = run(args, db)?;
+    ensure!(!out.status.success(), "ascend-sync {args:?} was accepted");
+    Ok(String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_switches_submits_and_lists() -> Result<()> {
+    let sim = Sim::start(SimConfig {
+        size: Size::Tiny,
+        ..SimConfig::default()
+    })
+    .await?;
+    let dir = TempDir::new("writeback-cli")?;
+    let db = format!("sqlite:{}", dir.path().join("db.sqlite").display());
+    let info = sim.org(0);
+    let creds = dir.path().join("creds.jsonl");
+    std::fs::write(
+        &creds,
+        json!({
+            "organization_id": info.organization_id,
+            "client_id": info.client_id,
+            "client_secret": info.client_secret,
+            "api_base": info.api_base,
+            "token_url": info.token_url,
+        })
+        .to_string(),
+    )?;
+    let location = info.location_ids.first().context("no location")?.clone();
+    let archive = dir.path().join("archive");
+    ok(
+        &[
+            "sync",
+            "--credentials-file",
+            &creds.to_string_lossy(),
+            "--practice-id",
+            "p1",
+            "--location-id",
+            &location,
+            "--archive-dir",
+            &archive.to_string_lossy(),
+            "--requests-per-second",
+            "1000",
+            "--insecure-loopback",
+        ],
+        &db,
+    )?;
+    let store = Store::connect(&db).await?;
+    let patient = store
+        .landed_records("p1", Table::Patients)
+        .await?
+        .first()
+        .context("no patient landed")?
+        .id;
+    let provider = store
+        .landed_records("p1", Table::Providers)
+        .await?
+        .first()
+        .context("no provider landed")?
+        .id;
+    store.close().await;
+
+    // Every type is off at first.
+    let shown: Value = serde_json::from_str(&ok(
+        &["writeback", "settings", "--practice", "p1", "--json"],
+        &db,
+    )?)?;
+    let types = shown["types"].as_array().context("no types")?;
+    ensure!(
+        types.len() == 7 && types.iter().all(|t| t["enabled"] == false),
+        "{shown}"
+    );
+    // sms_log needs a provider.
+    let err = refused(
+        &[
+            "writeback",
+            "settings",
+            "--practice",
+            "p1",
+            "--enable",
+            "sms_log",
+        ],
+        &db,
+    )?;
+    ensure!(err.contains("provider"), "{err}");
+    let table = ok(
+        &[
+            "writeback",
+            "settings",
+            "--practice",
+            "p1",
+            "--enable",
+            "sms_log",
+            "--note-provider",
+            &provider.to_string(),
+        ],
+        &db,
+    )?;
+    ensure!(
+        table.contains("sms_log") && table.contains("cli:test-operator"),
+        "{table}"
+    );
+
+    // A request from a file, with its key inside; the same file again stores
+    // nothing.
+    let request = dir.path().join("sms.json");
+    std::fs::write(
+        &request,
+        json!({"idempotency_key": "sms-8812", "patient_id": patient.to_string(),
+               "direction": "outbound", "text": "See you at 9", "sent_at": "2026-12-04T10:00:00Z"})
+        .to_string(),
+    )?;
+    let args = [
+        "writeback",
+        "submit",
+        "--practice",
+        "p1",
+        "--type",
+        "sms_log",
+        "--json",
+        &request.to_string_lossy(),
+    ];
+    let first = ok(&args, &db)?;
+    ensure!(first.contains("stored; pending"), "{first}");
+    let second = ok(&args, &db)?;
+    ensure!(second.contains("already in the outbox"), "{second}");
+    // A type that is off is held, and a bad request is refused.
+    let call = dir.path().join("call.json");
+    std::fs::write(
+        &call,
+        json!({"patient_id": patient, "direction": "inbound", "summary": "s", "at": "2026-12-04T10:00:00Z"})
+            .to_string(),
+    )?;
+    let held = ok(
+        &[
+            "writeback",
+            "submit",
+            "--practice",
+            "p1",
+            "--type",
+            "call_log",
+            "--json",
+            &call.to_string_lossy(),
+            "--key",
+            "call-1",
+        ],
+        &db,
+    )?;
+    ensure!(held.contains("held: call_log is off"), "{held}");
+    let err = refused(
+        &[
+            "writeback",
+            "submit",
+            "--practice",
+            "p1",
+            "--type",
+            "call_log",
+            "--json",
+            &call.to_string_lossy(),
+        ],
+        &db,
+    )?;
+    ensure!(err.contains("idempotency key"), "{err}");
+    let err = refused(
+        &[
+            "writeback",
+            "submit",
+            "--practice",
+            "p1",
+            "--type",
+            "fax",
+            "--json",
+            &call.to_string_lossy(),
+            "--key",
+            "k",
+        ],
+        &db,
+    )?;
+    ensure!(err.contains("not a valid write-back type"), "{err}");
+
+    let listed = ok(&["writeback", "list", "--practice", "p1", "--json"], &db)?;
+    let items: Vec<Value> = listed
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let statuses: Vec<(&str, &str)> = items
+        .iter()
+        .map(|i| {
+            (
+                i["type"].as_str().unwrap_or_default(),
+                i["status"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    ensure!(
+        statuses == [("call_log", "blocked"), ("sms_log", "pending")],
+        "{statuses:?}"
+    );
+    sim.shutdown().await;
+    Ok(())
+}

@@ -1382,3 +1382,110 @@ async fn a_newly_connected_practice_starts_at_once() -> Result<()> {
     );
     env.remove().await
 }
+
+/// Write-back through a worker process killed with SIGKILL mid-send (issue
+/// 15): every item arrives in the simulator exactly once, the one in
+/// flight included (looked up, not sent again blindly).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_killed_mid_send_writes_each_item_once() -> Result<()> {
+    use model::{ItemStatus, WritebackType};
+    let mut env = Env::new(Kind::Database, 1, Size::Tiny, settings(5, 3)).await?;
+    env.add_practices(1, 1).await?;
+    let practice = env.practices[0].0.clone();
+    env.scheduler("s").tick(OffsetDateTime::now_utc()).await?;
+    let fleet = Fleet::start(vec![env.worker("first", 4)?]);
+    wait_until_active(env.store(), Some(&practice), Duration::from_secs(120)).await?;
+    fleet.stop().await;
+    let store = env.store().clone();
+    let patient = store
+        .landed_records(&practice, store::Table::Patients)
+        .await?
+        .first()
+        .context("no patient")?
+        .id;
+    let provider = store
+        .landed_records(&practice, store::Table::Providers)
+        .await?
+        .first()
+        .context("no provider")?
+        .id;
+    control::writeback::change_settings(
+        &store,
+        &practice,
+        &store::SettingsChange {
+            switch: vec![(WritebackType::SmsLog, true)],
+            note_provider_id: Some(u64::try_from(provider).ok()),
+        },
+        "test",
+    )
+    .await?;
+    let mut markers = Vec::new();
+    for i in 0..30 {
+        let body = serde_json::json!({"patient_id": patient.to_string(), "direction": "outbound",
+            "text": format!("message {i}"), "sent_at": "2026-12-04T10:00:00Z"});
+        let key = format!("sms-{i}");
+        let item = control::writeback::submit(&store, &practice, "sms_log", &key, &body, "test")
+            .await?
+            .item;
+        markers.push(item.marker);
+    }
+    // Every call takes 200 ms: the worker is surely mid-send when killed.
+    env.slow_calls(200).await?;
+    let report = env.scheduler("s").tick(OffsetDateTime::now_utc()).await?;
+    ensure!(report.writebacks == 1, "no write-back job: {report:?}");
+    let mut child = env.spawn_worker_process(&["--concurrency", "2"])?;
+    // Kill it while a send is under way (an item `sending`, its request
+    // taking 200 ms) after a few have landed.
+    eventually(
+        "a send under way after some sent",
+        Duration::from_secs(60),
+        || {
+            let store = store.clone();
+            async move {
+                let items = store.writeback_items(None, None, 100).await?;
+                let sent = items
+                    .iter()
+                    .filter(|i| i.status == ItemStatus::Sent)
+                    .count();
+                let sending = items.iter().any(|i| i.status == ItemStatus::Sending);
+                Ok(sent >= 3 && sending)
+            }
+        },
+    )
+    .await?;
+    child.kill()?;
+    child.wait()?;
+    env.sim.set_faults(0, &FaultConfig::default()).await?;
+    // The killed job's message comes back and a fresh worker finishes it.
+    let fleet = Fleet::start(vec![env.worker("rescuer", 2)?]);
+    eventually("every item sent", Duration::from_secs(120), || {
+        let store = store.clone();
+        async move {
+            let items = store.writeback_items(None, None, 100).await?;
+            Ok(items.iter().all(|i| i.status == ItemStatus::Sent))
+        }
+    })
+    .await?;
+    fleet.stop().await;
+    let applied: Vec<ascend_sim::WriteRecord> = env
+        .sim
+        .writes(0)
+        .await?
+        .into_iter()
+        .filter(|w| w.applied)
+        .collect();
+    for marker in &markers {
+        let n = applied
+            .iter()
+            .filter(|w| w.body.to_string().contains(marker.as_str()))
+            .count();
+        ensure!(n == 1, "{marker} arrived {n} times");
+    }
+    ensure!(
+        applied.len() == markers.len(),
+        "{} writes for {} items",
+        applied.len(),
+        markers.len()
+    );
+    env.remove().await
+}

@@ -39,6 +39,9 @@ fn every_kind(trigger: Trigger) -> Vec<Job> {
         Job::Incremental {
             meta: meta(trigger),
         },
+        Job::Writeback {
+            meta: meta(trigger),
+        },
     ]
 }
 
@@ -84,7 +87,10 @@ fn every_kind_and_trigger_round_trips() {
         }
     }
     let names: Vec<&str> = JobKind::ALL.iter().map(|k| k.as_str()).collect();
-    assert_eq!(names, ["initial_plan", "initial_chunk", "incremental"]);
+    assert_eq!(
+        names,
+        ["initial_plan", "initial_chunk", "incremental", "writeback"]
+    );
     let names: Vec<&str> = Trigger::ALL.iter().map(|t| t.as_str()).collect();
     assert_eq!(names, ["schedule", "force", "admin"]);
 }

@@ -131,6 +131,9 @@ async fn landed_table_names(store: &Store) -> Vec<String> {
                 | "captured_deletes"
                 | "deleted_records"
                 | "nightly_passes"
+                | "writeback_types"
+                | "writeback_practices"
+                | "writeback_outbox"
         )
     });
     names.sort();

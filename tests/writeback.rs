@@ -748,3 +748,75 @@ async fn bad_requests_are_refused_at_submit() -> Result<()> {
     f.sim.shutdown().await;
     f.store.remove().await
 }
+
+/// An item Ascend refuses (its appointment was deleted in Ascend after it
+/// was submitted) is given up at once, not retried, and stays visible with
+/// the reason; the rest of the outbox goes on.
+#[tokio::test]
+async fn an_item_ascend_refuses_is_given_up_visibly_and_the_rest_goes_on() -> Result<()> {
+    let f = Fixture::synced(Db::Postgres, 157).await?;
+    f.switch(&[WritebackType::Confirmation, WritebackType::SmsLog], &[])
+        .await?;
+    let gone = f.appointments[1];
+    let refused = f
+        .submit(
+            WritebackType::Confirmation,
+            "confirm-gone",
+            json!({"appointment_id": gone.to_string(), "status": "CONFIRMED"}),
+        )
+        .await?;
+    let after = f
+        .submit(WritebackType::SmsLog, "after", sms(f.patients[0], "next"))
+        .await?;
+    f.sim
+        .api(
+            0,
+            reqwest::Method::DELETE,
+            &format!("/v1/appointments/{gone}"),
+            None,
+        )
+        .await?;
+    f.send_due(10).await?;
+    let item = f.item(refused.item_id).await?;
+    ensure!(item.status == ItemStatus::Dead, "{item:?}");
+    ensure!(
+        item.attempts == 1,
+        "a refusal was retried: {} sends",
+        item.attempts
+    );
+    ensure!(
+        item.reason
+            .as_deref()
+            .is_some_and(|r| r.contains("refused by Ascend")),
+        "{:?}",
+        item.reason
+    );
+    ensure!(f.item(after.item_id).await?.status == ItemStatus::Sent);
+    let listed = f
+        .store
+        .store
+        .writeback_items(Some(PRACTICE), Some(ItemStatus::Dead), 10)
+        .await?;
+    ensure!(listed.len() == 1, "the dead item is not listed");
+    // The run that gave it up says so.
+    let runs = f
+        .store
+        .store
+        .history(&store::HistoryQuery {
+            practice_id: Some(PRACTICE.into()),
+            failed_only: false,
+            since: None,
+            limit: 100,
+        })
+        .await?;
+    ensure!(
+        runs.iter().any(|r| r.kind == "writeback"
+            && r.status == store::RunState::Partial
+            && r.error_message
+                .as_deref()
+                .is_some_and(|m| m.contains("given up 1"))),
+        "no partial write-back run says it gave an item up"
+    );
+    f.sim.shutdown().await;
+    f.store.remove().await
+}

@@ -139,6 +139,10 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// `/ascend-gateway/api/...`, any method.
+///
+/// Each call is handled on a task of its own, as a real backend finishes
+/// a request whose client has gone: a write whose caller timed out or was
+/// killed while it was in flight is still applied (and journaled).
 pub(crate) async fn api(
     State(sim): State<Arc<Sim>>,
     method: Method,
@@ -146,6 +150,19 @@ pub(crate) async fn api(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let handled = tokio::spawn(serve(sim, method, uri, headers, body)).await;
+    match handled {
+        Ok(reply) => reply.into_response(),
+        Err(e) => Reply::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            &e.to_string(),
+        )
+        .into_response(),
+    }
+}
+
+async fn serve(sim: Arc<Sim>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Reply {
     let full_path = uri.path();
     let rel = full_path.strip_prefix(API_PREFIX).unwrap_or(full_path);
     let query = uri.query().unwrap_or("");
@@ -181,7 +198,7 @@ pub(crate) async fn api(
     if handled.is_some_and(|h| h.stall) {
         sim.sleep(60_000).await;
     }
-    reply.into_response()
+    reply
 }
 
 async fn handle(

@@ -1459,3 +1459,42 @@ async fn a_lost_reply_without_status_times_out_after_applying() -> Result<()> {
     h.sim.shutdown().await;
     Ok(())
 }
+
+/// A backend finishes a request whose client has gone: a write slowed
+/// past the caller's patience is still applied and journaled.
+#[tokio::test]
+async fn a_write_whose_client_gives_up_is_still_applied() -> Result<()> {
+    let h = small(1).await?;
+    let token = h.token(0).await?;
+    let patients = h.get_ok(&token, "/v1/patients?pageSize=1").await?;
+    let patient = id_of(&patients["data"][0])?;
+    h.set_faults(&FaultConfig {
+        script: vec![ScriptedFault {
+            slow_ms: Some(400),
+            ..lost(None, "/notes", FaultKind::Slow)
+        }],
+        ..FaultConfig::default()
+    })
+    .await?;
+    let org = h.org(0)?;
+    let r = h
+        .http
+        .post(format!("{}/v1/patients/{patient}/notes", org.api_base))
+        .bearer_auth(&token)
+        .header("Organization-ID", &org.organization_id)
+        .json(&json!({"note": "in flight when the caller left"}))
+        .timeout(Duration::from_millis(100))
+        .send()
+        .await;
+    ensure!(r.is_err(), "the caller should have given up");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        h.notes(&token, patient).await?.len(),
+        1,
+        "the write was applied"
+    );
+    let journal = h.writes(0).await?;
+    assert!(journal.len() == 1 && journal[0].applied, "{journal:?}");
+    h.sim.shutdown().await;
+    Ok(())
+}

@@ -637,7 +637,14 @@ impl OrgClient {
         loop {
             tries += 1;
             let failure = match self
-                .try_json(&method, url, body, resource, &mut refused, &mut stale)
+                .try_json(
+                    &method,
+                    url,
+                    body,
+                    (resource, write),
+                    &mut refused,
+                    &mut stale,
+                )
                 .await
             {
                 Try::Answer(value) => return Ok(value),
@@ -680,7 +687,7 @@ impl OrgClient {
         method: &reqwest::Method,
         url: &Url,
         body: Option<&serde_json::Value>,
-        resource: Resource,
+        (resource, write): (Resource, bool),
         refused: &mut u64,
         stale: &mut Option<u64>,
     ) -> Try {
@@ -777,6 +784,12 @@ impl OrgClient {
             401 => CallFailure::not_applied(ClientError::Auth {
                 organization_id: inner.organization_id.clone(),
                 reason: AuthFailure::TokenRefused,
+            }),
+            403 if write => CallFailure::not_applied(ClientError::Rejected {
+                status,
+                message: "the vendor has not allowed this write for the integration; ask the \
+                          vendor to enable it, or turn the type off for the practice"
+                    .to_owned(),
             }),
             403 => CallFailure::not_applied(ClientError::Forbidden { resource }),
             429 => {

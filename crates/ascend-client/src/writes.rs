@@ -326,10 +326,19 @@ impl OrgClient {
         let marker = tag(&ctx.marker);
         if let Some((patient, sub, field)) = collection(write) {
             let url = self.api_url(&format!("/v1/patients/{patient}/{sub}"));
-            let answer = self
+            let answer = match self
                 .call_json(reqwest::Method::GET, &url, None, Resource::Patients, false)
                 .await
-                .map_err(|f| f.error)?;
+            {
+                Ok(answer) => answer,
+                // The patient is gone: nothing of ours is there (the send
+                // will be refused and the item given up).
+                Err(CallFailure {
+                    error: ClientError::Rejected { status: 404, .. },
+                    ..
+                }) => return Ok(None),
+                Err(f) => return Err(f.error),
+            };
             return Ok(records(&answer)
                 .iter()
                 .find(|r| text_has(r, field, &marker))

@@ -422,6 +422,43 @@ impl OrgClient {
         }
     }
 
+    /// The error of a refusal every call reads alike: a `429` (the
+    /// organization paused fleet-wide), a 408 or 5xx (transient), a
+    /// redirect (never followed with a token), any other 4xx (rejected).
+    async fn refusal(
+        &self,
+        status: u16,
+        response: &mut reqwest::Response,
+        token: &crate::token::Token,
+    ) -> ClientError {
+        let inner = &*self.inner;
+        match status {
+            429 => {
+                inner.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+                let retry_after = retry_after(response);
+                inner
+                    .client
+                    .budget
+                    .throttled(&inner.organization_id, retry_after)
+                    .await;
+                ClientError::RateLimited { retry_after }
+            }
+            408 | 500..=599 => {
+                let message = token.redact(body_message(&read_error_body(response).await));
+                ClientError::transient(Some(status), message)
+            }
+            300..=399 => ClientError::config(format!(
+                "the API answered a redirect ({status}) to {}; redirects are not followed with a token, \
+                 set api_base to the final address",
+                location(response)
+            )),
+            _ => ClientError::Rejected {
+                status,
+                message: token.redact(body_message(&read_error_body(response).await)),
+            },
+        }
+    }
+
     /// Waits for the organization's pause (after a 429) and for room in its
     /// request budget. A pause longer than `max_retry_after` is not waited
     /// out in place: the call ends at once with [`ClientError::RateLimited`]
@@ -535,29 +572,7 @@ impl OrgClient {
                 },
                 403 => ClientError::Forbidden { resource },
                 404 => ClientError::NotOffered { resource },
-                429 => {
-                    inner.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
-                    let retry_after = retry_after(&response);
-                    inner
-                        .client
-                        .budget
-                        .throttled(&inner.organization_id, retry_after)
-                        .await;
-                    ClientError::RateLimited { retry_after }
-                }
-                408 | 500..=599 => {
-                    let message = token.redact(body_message(&read_error_body(&mut response).await));
-                    ClientError::transient(Some(status), message)
-                }
-                300..=399 => ClientError::config(format!(
-                    "the API answered a redirect ({status}) to {}; redirects are not followed with a token, \
-                     set api_base to the final address",
-                    location(&response)
-                )),
-                _ => ClientError::Rejected {
-                    status,
-                    message: token.redact(body_message(&read_error_body(&mut response).await)),
-                },
+                _ => self.refusal(status, &mut response, &token).await,
             };
             tracing::debug!(status, attempt, error = %error, "refused");
             return Err(error);
@@ -792,29 +807,12 @@ impl OrgClient {
                     .to_owned(),
             }),
             403 => CallFailure::not_applied(ClientError::Forbidden { resource }),
-            429 => {
-                inner.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
-                let retry_after = retry_after(&response);
-                inner
-                    .client
-                    .budget
-                    .throttled(&inner.organization_id, retry_after)
-                    .await;
-                CallFailure::not_applied(ClientError::RateLimited { retry_after })
-            }
+            // A gateway timeout or a server error may come after the
+            // backend did the work.
             408 | 500..=599 => {
-                let message = token.redact(body_message(&read_error_body(&mut response).await));
-                CallFailure::maybe_applied(ClientError::transient(Some(status), message))
+                CallFailure::maybe_applied(self.refusal(status, &mut response, &token).await)
             }
-            300..=399 => CallFailure::not_applied(ClientError::config(format!(
-                "the API answered a redirect ({status}) to {}; redirects are not followed with a \
-                 token, set api_base to the final address",
-                location(&response)
-            ))),
-            _ => CallFailure::not_applied(ClientError::Rejected {
-                status,
-                message: token.redact(body_message(&read_error_body(&mut response).await)),
-            }),
+            _ => CallFailure::not_applied(self.refusal(status, &mut response, &token).await),
         };
         tracing::debug!(method = %method, status, error = %failure.error, "refused");
         Try::Failed(failure)

@@ -390,10 +390,11 @@ fn shown_input_is_cut_and_escaped() {
 
 #[test]
 fn force_jobs_go_on_the_priority_lane_but_chunks_never_do() {
-    let [plan, chunk, incremental] =
-        <[Job; 3]>::try_from(every_kind(Trigger::Force)).expect("three kinds");
+    let [plan, chunk, incremental, writeback] =
+        <[Job; 4]>::try_from(every_kind(Trigger::Force)).expect("four kinds");
     assert_eq!(plan.lane(), Lane::Priority);
     assert_eq!(incremental.lane(), Lane::Priority);
+    assert_eq!(writeback.lane(), Lane::Priority);
     assert_eq!(
         chunk.lane(),
         Lane::Standard,

@@ -48,6 +48,7 @@ pub struct SyncArgs {
 }
 
 pub async fn run(args: SyncArgs) -> Result<()> {
+    model::check_practice_id(&args.practice_id).map_err(anyhow::Error::msg)?;
     let connection = read_credentials_file(&args.credentials_file)?;
     let organization_id = connection.organization_id.to_string();
     let api_base = connection.api_base.to_string();

@@ -233,3 +233,64 @@ async fn an_operator_switches_submits_and_lists() -> Result<()> {
     sim.shutdown().await;
     Ok(())
 }
+
+/// A practice id that would fail archive keys and job ids later is refused
+/// when the practice is connected, before any call or any row.
+#[tokio::test]
+async fn a_practice_id_outside_the_allowed_set_is_refused_at_connect() -> Result<()> {
+    let dir = TempDir::new("bad-practice-id")?;
+    let db = format!("sqlite:{}", dir.path().join("db.sqlite").display());
+    ok(&["migrate"], &db)?;
+    let key = dir.path().join("master.key");
+    for bad in ["../escape", "has space", "a/b", ".."] {
+        let mut child = Command::new(BIN)
+            .args([
+                "practice",
+                "add",
+                "--practice-id",
+                bad,
+                "--organization-id",
+                "0123456789abcdef01234567",
+                "--location-id",
+                "0",
+                "--client-id",
+                "id",
+                "--client-secret-stdin",
+                "--master-key-file",
+                &key.to_string_lossy(),
+            ])
+            .env("DATABASE_URL", &db)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            use std::io::Write;
+            stdin.write_all(b"secret\n")?;
+        }
+        let out = child.wait_with_output()?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        ensure!(!out.status.success(), "practice id {bad:?} was accepted");
+        ensure!(err.contains("1 to 64 characters"), "{bad:?}: {err}");
+        let err = refused(
+            &[
+                "sync",
+                "--credentials-file",
+                "/nonexistent",
+                "--practice-id",
+                bad,
+                "--archive-dir",
+                &dir.path().join("archive").to_string_lossy(),
+            ],
+            &db,
+        )?;
+        ensure!(err.contains("1 to 64 characters"), "{bad:?}: {err}");
+    }
+    let store = Store::connect(&db).await?;
+    ensure!(
+        store.list_practices().await?.is_empty(),
+        "a practice was stored"
+    );
+    store.close().await;
+    Ok(())
+}

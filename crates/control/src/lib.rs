@@ -163,11 +163,7 @@ pub async fn connect(
             model::SYNC_INTERVALS_MINUTES
         )));
     }
-    if practice.practice_id.trim().is_empty() {
-        return Err(ControlError::Invalid(
-            "the practice id must not be empty".into(),
-        ));
-    }
+    model::check_practice_id(&practice.practice_id).map_err(ControlError::Invalid)?;
     let sealed = prove_and_seal(
         with,
         actor,

@@ -39,8 +39,8 @@ pub use completeness::Completeness;
 pub use deletes::DeleteDetection;
 pub use job::{JOB_VERSION, Job, JobError, JobKind, JobMeta, Trigger};
 pub use practice::{
-    ClaimChange, DEFAULT_SYNC_INTERVAL_MINUTES, ErrorClass, Holder, NewPractice, Practice,
-    PracticeStatus, RunState, SYNC_INTERVALS_MINUTES,
+    ClaimChange, DEFAULT_SYNC_INTERVAL_MINUTES, ErrorClass, Holder, MAX_PRACTICE_ID_LEN,
+    NewPractice, Practice, PracticeStatus, RunState, SYNC_INTERVALS_MINUTES, check_practice_id,
 };
 pub use queue::{DeadLetter, Delivery, Depth, Lane, Outgoing};
 pub use resource::Resource;

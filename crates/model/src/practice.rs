@@ -152,6 +152,28 @@ impl ErrorClass {
     }
 }
 
+/// The longest practice id, in bytes.
+pub const MAX_PRACTICE_ID_LEN: usize = 64;
+
+/// Checks a practice id at connect time: 1 to 64 characters of
+/// `A-Z a-z 0-9 _ . -`, not only dots. Every archive key, lease key and
+/// job id is built from it, so an id that passes here passes there too.
+pub fn check_practice_id(id: &str) -> Result<(), String> {
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
+    if id.is_empty()
+        || id.len() > MAX_PRACTICE_ID_LEN
+        || !id.bytes().all(allowed)
+        || id.bytes().all(|b| b == b'.')
+    {
+        return Err(format!(
+            "the practice id must be 1 to {MAX_PRACTICE_ID_LEN} characters of A-Z a-z 0-9 _ . - \
+             (and not only dots); got {}",
+            crate::job::shown(id)
+        ));
+    }
+    Ok(())
+}
+
 /// The sync intervals a practice may have, in minutes.
 pub const SYNC_INTERVALS_MINUTES: [i16; 7] = [2, 5, 10, 15, 30, 45, 60];
 /// The standard sync interval, in minutes.

@@ -268,18 +268,25 @@ pub struct ForceArgs {
     /// The practice to sync now.
     #[arg(long)]
     practice_id: String,
+    /// Who is acting, for the audit log (default: cli:$USER).
+    #[arg(long, env = "ASCEND_SYNC_ACTOR")]
+    actor: Option<String>,
 }
 
 /// `ascend-sync force`: Force Sync Now from the command line (an admin).
 pub async fn force(args: ForceArgs) -> Result<()> {
     let store = args.store.open().await?;
     let queue = args.queue.open(&store).await?;
-    let decision = control::force_sync(
+    let who = crate::practice::operator(args.actor.as_deref());
+    access::Gate::new(store.clone())
+        .authorize(&who, &access::Action::ForceSync(args.practice_id.clone()))
+        .await?;
+    let decision = control::force_sync_by(
         &store,
         &queue,
         &args.practice_id,
         Trigger::Admin,
-        control::FORCE_CLAIM,
+        &who.actor,
     )
     .await
     .with_context(|| format!("cannot force a sync of {:?}", args.practice_id))?;
@@ -315,6 +322,9 @@ pub struct DlqArgs {
     store: StoreArgs,
     #[command(flatten)]
     queue: QueueArgs,
+    /// Who is acting, for the audit log (default: cli:$USER).
+    #[arg(long, env = "ASCEND_SYNC_ACTOR", global = true)]
+    actor: Option<String>,
     #[command(subcommand)]
     action: DlqAction,
 }
@@ -419,7 +429,13 @@ pub async fn dlq(args: DlqArgs) -> Result<()> {
                 (true, None) => RedriveSelector::All,
                 (false, None) => bail!("give --all or --id ID"),
             };
-            let report = queue.redrive(&which).await.context("redrive failed")?;
+            let who = crate::practice::operator(args.actor.as_deref());
+            access::Gate::new(store.clone())
+                .authorize(&who, &access::Action::RedriveDeadLetters)
+                .await?;
+            let report = control::redrive(&store, &queue, &which, &who.actor)
+                .await
+                .context("redrive failed")?;
             println!("moved {} job(s) back ({:?})", report.moved, report.method);
         }
     }

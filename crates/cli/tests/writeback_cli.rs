@@ -1,7 +1,9 @@
-//! `ascend-sync writeback` as an operator runs it (issue 15): a practice
-//! synced by `ascend-sync sync` into SQLite, then its switches shown and
-//! changed, a request submitted from a file (twice), bad requests refused,
-//! and the outbox listed.
+//! The binary as an operator runs it, against SQLite: `writeback` (issue
+//! 15: a practice synced by `ascend-sync sync`, its switches shown and
+//! changed, a request submitted from a file twice, bad requests refused,
+//! the outbox listed), and the checks and audit rows of issue 16's
+//! security points (practice ids at connect; `force` and `dlq redrive`
+//! gated and audited as the operator).
 
 use std::process::{Command, Output};
 
@@ -38,14 +40,14 @@ fn refused(args: &[&str], db: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_operator_switches_submits_and_lists() -> Result<()> {
+/// A simulator and practice `p1` of its organization 0, synced by
+/// `ascend-sync sync` into a SQLite file in `dir`; the database URL.
+async fn synced(dir: &TempDir) -> Result<(Sim, String)> {
     let sim = Sim::start(SimConfig {
         size: Size::Tiny,
         ..SimConfig::default()
     })
     .await?;
-    let dir = TempDir::new("writeback-cli")?;
     let db = format!("sqlite:{}", dir.path().join("db.sqlite").display());
     let info = sim.org(0);
     let creds = dir.path().join("creds.jsonl");
@@ -79,6 +81,13 @@ async fn an_operator_switches_submits_and_lists() -> Result<()> {
         ],
         &db,
     )?;
+    Ok((sim, db))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_switches_submits_and_lists() -> Result<()> {
+    let dir = TempDir::new("writeback-cli")?;
+    let (sim, db) = synced(&dir).await?;
     let store = Store::connect(&db).await?;
     let patient = store
         .landed_records("p1", Table::Patients)
@@ -292,5 +301,40 @@ async fn a_practice_id_outside_the_allowed_set_is_refused_at_connect() -> Result
         "a practice was stored"
     );
     store.close().await;
+    Ok(())
+}
+
+/// `force` and `dlq redrive` pass the Gate and are audited with the
+/// operator as the actor; a refused force is audited as refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_and_redrive_are_audited_as_the_operator() -> Result<()> {
+    let dir = TempDir::new("force-audit")?;
+    let (sim, db) = synced(&dir).await?;
+    let forced = ok(&["force", "--practice-id", "p1"], &db)?;
+    ensure!(forced.contains("enqueued job"), "{forced}");
+    let redriven = ok(&["dlq", "redrive", "--all"], &db)?;
+    ensure!(redriven.contains("moved 0 job(s)"), "{redriven}");
+    ok(&["practice", "disable", "--practice-id", "p1"], &db)?;
+    let err = refused(&["force", "--practice-id", "p1"], &db)?;
+    ensure!(err.contains("paused"), "{err}");
+    let store = Store::connect(&db).await?;
+    let audit = store.audit_log(None, 100).await?;
+    store.close().await;
+    let rows: Vec<(&str, &str, &str)> = audit
+        .iter()
+        .filter(|a| a.action == "practice.force" || a.action == "dlq.redrive")
+        .map(|a| (a.action.as_str(), a.outcome.as_str(), a.actor.as_str()))
+        .collect();
+    for expected in [
+        ("practice.force", "done", "cli:test-operator"),
+        ("dlq.redrive", "done", "cli:test-operator"),
+        ("practice.force", "refused", "cli:test-operator"),
+    ] {
+        ensure!(
+            rows.contains(&expected),
+            "no audit row {expected:?} in {rows:?}"
+        );
+    }
+    sim.shutdown().await;
     Ok(())
 }

@@ -8,7 +8,9 @@
 //! - [`rotate_credentials`]: prove and seal new credentials; an
 //!   `auth_failed` practice resumes.
 //! - [`enable`], [`disable`], [`remove`]: the lifecycle.
-//! - [`force_sync`]: Force Sync Now.
+//! - [`force_sync`]: Force Sync Now; [`force_sync_by`] as a person asks
+//!   it, audited.
+//! - [`redrive`]: dead letters back to their lanes, audited.
 //! - [`writeback::submit`], [`writeback::change_settings`]: write-back
 //!   requests into the outbox, and the switches that say what may be sent.
 //!
@@ -295,6 +297,76 @@ pub async fn force_sync(
         }
     }
     Ok(decision)
+}
+
+/// Force Sync Now as a person asks it (the CLI; the admin API will): the
+/// same as [`force_sync`], audited as `actor` (`practice.force`: `done`
+/// with what became of the request, `refused` when the practice does not
+/// sync, `failed` when it could not be served).
+pub async fn force_sync_by(
+    store: &Store,
+    queue: &Queue,
+    practice_id: &str,
+    trigger: Trigger,
+    actor: &str,
+) -> Result<ForceDecision, ControlError> {
+    let result = force_sync(store, queue, practice_id, trigger, FORCE_CLAIM).await;
+    let entry = AuditEntry::done(actor, "practice.force", practice_id);
+    let entry = match &result {
+        Ok(ForceDecision::Enqueue { job_id }) => {
+            entry.with_detail(format!("enqueued job {job_id}"))
+        }
+        Ok(ForceDecision::AlreadyQueued { job_id }) => {
+            entry.with_detail(format!("served by the queued job {job_id}"))
+        }
+        Ok(ForceDecision::InitialSyncRunning { job_id }) => {
+            entry.with_detail(format!("served by the running initial sync (job {job_id})"))
+        }
+        Ok(ForceDecision::AlreadyRunning { since }) => {
+            entry.with_detail(format!("served by the sync running since {since}"))
+        }
+        Ok(ForceDecision::NotSyncable { status }) => AuditEntry {
+            outcome: AuditOutcome::Refused,
+            ..entry.with_detail(format!("the practice is {status}"))
+        },
+        Err(error) => AuditEntry {
+            outcome: AuditOutcome::Failed,
+            ..entry.with_detail(error.to_string())
+        },
+    };
+    store.record_audit(&entry).await?;
+    result
+}
+
+/// Moves dead-lettered jobs back to their lanes, audited as `actor`
+/// (`dlq.redrive`: what was asked and how many moved, or why it failed).
+pub async fn redrive(
+    store: &Store,
+    queue: &Queue,
+    which: &queue::RedriveSelector,
+    actor: &str,
+) -> Result<queue::RedriveReport, ControlError> {
+    let asked = match which {
+        queue::RedriveSelector::All => "all".to_owned(),
+        queue::RedriveSelector::Id(id) => format!("id {id}"),
+    };
+    let result = queue.redrive(which).await;
+    let entry = AuditEntry {
+        actor: actor.to_owned(),
+        action: "dlq.redrive".to_owned(),
+        practice_id: None,
+        outcome: if result.is_ok() {
+            AuditOutcome::Done
+        } else {
+            AuditOutcome::Failed
+        },
+        detail: Some(match &result {
+            Ok(report) => format!("{asked}: {} moved back ({:?})", report.moved, report.method),
+            Err(error) => format!("{asked}: {error}"),
+        }),
+    };
+    store.record_audit(&entry).await?;
+    Ok(result?)
 }
 
 async fn registered(store: &Store, practice_id: &str) -> Result<Practice, ControlError> {

@@ -422,6 +422,42 @@ impl OrgClient {
         }
     }
 
+    /// Reads a 2xx answer's body, after reserving room for it and its
+    /// parsed records (see `memory`) before a byte is read, and counts its
+    /// bytes. The reservation is held until the returned `Held` is dropped.
+    async fn read_answer(
+        &self,
+        response: &mut reqwest::Response,
+        resource: Resource,
+        cursor: &Cursor,
+    ) -> Result<(Vec<u8>, Held), ClientError> {
+        let inner = &*self.inner;
+        let config = &inner.client.config;
+        let expected = response
+            .content_length()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(config.max_response_bytes)
+            .min(config.max_response_bytes);
+        let held = inner.client.memory.hold(expected.saturating_mul(2)).await;
+        match read_body(response, config.max_response_bytes).await {
+            Ok(body) => {
+                inner
+                    .counters
+                    .bytes
+                    .fetch_add(body.len() as u64, Ordering::Relaxed);
+                Ok((body, held))
+            }
+            Err(BodyError::TooLarge { limit }) => Err(ClientError::bad_payload(
+                resource,
+                cursor,
+                format!("the answer is larger than max_response_bytes ({limit} bytes)"),
+            )),
+            Err(BodyError::Transport(error)) => {
+                Err(ClientError::from_transport(&error, config.request_timeout))
+            }
+        }
+    }
+
     /// The error of a refusal every call reads alike: a `429` (the
     /// organization paused fleet-wide), a 408 or 5xx (transient), a
     /// redirect (never followed with a token), any other 4xx (rejected).
@@ -528,32 +564,11 @@ impl OrgClient {
             };
             let status = response.status().as_u16();
             if (200..300).contains(&status) {
-                // Room for the body and its parsed records, before a byte
-                // is read (see `memory`).
-                let expected = response
-                    .content_length()
-                    .and_then(|n| usize::try_from(n).ok())
-                    .unwrap_or(config.max_response_bytes)
-                    .min(config.max_response_bytes);
-                let held = inner.client.memory.hold(expected.saturating_mul(2)).await;
-                return match read_body(&mut response, config.max_response_bytes).await {
-                    Ok(body) => {
-                        inner
-                            .counters
-                            .bytes
-                            .fetch_add(body.len() as u64, Ordering::Relaxed);
-                        tracing::debug!(status, attempt, bytes = body.len(), "answer");
-                        Ok((body, held))
-                    }
-                    Err(BodyError::TooLarge { limit }) => Err(ClientError::bad_payload(
-                        resource,
-                        cursor,
-                        format!("the answer is larger than max_response_bytes ({limit} bytes)"),
-                    )),
-                    Err(BodyError::Transport(error)) => {
-                        Err(ClientError::from_transport(&error, config.request_timeout))
-                    }
-                };
+                let answer = self.read_answer(&mut response, resource, cursor).await;
+                if let Ok((body, _)) = &answer {
+                    tracing::debug!(status, attempt, bytes = body.len(), "answer");
+                }
+                return answer;
             }
             let error = match status {
                 401 if refused.load(Ordering::Relaxed) >= token.generation => {
@@ -748,32 +763,15 @@ impl OrgClient {
         };
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
-            let expected = response
-                .content_length()
-                .and_then(|n| usize::try_from(n).ok())
-                .unwrap_or(config.max_response_bytes)
-                .min(config.max_response_bytes);
-            let _held = inner.client.memory.hold(expected.saturating_mul(2)).await;
-            let body = match read_body(&mut response, config.max_response_bytes).await {
-                Ok(body) => body,
-                Err(BodyError::TooLarge { limit }) => {
-                    return Try::Failed(CallFailure::maybe_applied(ClientError::bad_payload(
-                        resource,
-                        &Cursor::Start,
-                        format!("the answer is larger than max_response_bytes ({limit} bytes)"),
-                    )));
-                }
-                Err(BodyError::Transport(error)) => {
-                    return Try::Failed(CallFailure::maybe_applied(ClientError::from_transport(
-                        &error,
-                        config.request_timeout,
-                    )));
-                }
+            // An answer that cannot be read may follow a write that was
+            // applied.
+            let (body, _held) = match self
+                .read_answer(&mut response, resource, &Cursor::Start)
+                .await
+            {
+                Ok(answer) => answer,
+                Err(error) => return Try::Failed(CallFailure::maybe_applied(error)),
             };
-            inner
-                .counters
-                .bytes
-                .fetch_add(body.len() as u64, Ordering::Relaxed);
             tracing::debug!(method = %method, status, bytes = body.len(), "answer");
             if body.iter().all(u8::is_ascii_whitespace) {
                 return Try::Answer(serde_json::Value::Null);

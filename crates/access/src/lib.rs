@@ -16,7 +16,8 @@
 //! | `readonly` | view every practice, its history, the dead letters and the audit log; change nothing |
 //!
 //! Connecting, rotating credentials, disabling, enabling and removing a
-//! practice, redriving dead letters, rewrapping keys and managing tokens
+//! practice, resyncing it, retrying its write-back items given up,
+//! redriving dead letters, rewrapping keys and managing tokens
 //! are the Cloud PMS Admin team's (the product's FAQ: "The Cloud PMS Admin
 //! team can disable or remove the integration").
 //!
@@ -52,6 +53,10 @@ pub enum Action {
     UpdateSettings(String),
     /// Force Sync Now for one practice.
     ForceSync(String),
+    /// Pull one practice's history again (all or some resources).
+    Resync(String),
+    /// Send a write-back item of one practice that was given up again.
+    RetryWriteback(String),
     /// Connect a new practice (or connect a removed one again).
     AddPractice(String),
     /// Replace a practice's Client ID and Secret.
@@ -77,6 +82,8 @@ impl Action {
             Action::ViewPractice(p)
             | Action::UpdateSettings(p)
             | Action::ForceSync(p)
+            | Action::Resync(p)
+            | Action::RetryWriteback(p)
             | Action::AddPractice(p)
             | Action::RotateCredentials(p)
             | Action::DisablePractice(p)
@@ -96,6 +103,8 @@ impl Action {
             Action::ViewPractice(_) => "practice.view",
             Action::UpdateSettings(_) => "practice.settings",
             Action::ForceSync(_) => "practice.force-sync",
+            Action::Resync(_) => "practice.resync",
+            Action::RetryWriteback(_) => "writeback.retry",
             Action::AddPractice(_) => "practice.add",
             Action::RotateCredentials(_) => "practice.rotate-credentials",
             Action::DisablePractice(_) => "practice.disable",

@@ -1,6 +1,7 @@
 //! `ascend-sync`: the one binary. Each role of the system is a subcommand, so
 //! one container image serves every role with a different command.
 
+mod admin;
 mod budget;
 mod connect;
 mod data;
@@ -81,6 +82,9 @@ enum Command {
     Practice(practice::PracticeArgs),
     /// Key management: rewrap every practice's data key under another key.
     Keys(practice::KeysArgs),
+    /// Serve the admin API (`/api/v1`, `/openapi.json`) and the pages:
+    /// PMS Sync Settings, Sync History, Practices, Dead letters.
+    Admin(admin::AdminArgs),
     /// Bearer tokens of the admin API: create, list, revoke.
     AdminToken(practice::TokenArgs),
     /// Each organization's request budget, shared by the fleet: list them,
@@ -127,6 +131,7 @@ fn main() -> Result<()> {
             Command::Status(args) => history::status(args).await,
             Command::Practice(args) => practice::practice(args).await,
             Command::Keys(args) => practice::keys(args).await,
+            Command::Admin(args) => admin::run(args).await,
             Command::AdminToken(args) => practice::admin_token(args).await,
             Command::Budget(args) => budget::run(args).await,
             Command::Writeback(args) => writeback::run(args).await,

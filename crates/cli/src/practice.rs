@@ -263,7 +263,11 @@ pub async fn practice(args: PracticeArgs) -> Result<()> {
 }
 
 /// What proves and seals credentials: the store, the vault and a client.
-async fn connector(store: &Store, vault: &VaultArgs, client: &ClientArgs) -> Result<Connector> {
+pub(crate) async fn connector(
+    store: &Store,
+    vault: &VaultArgs,
+    client: &ClientArgs,
+) -> Result<Connector> {
     Ok(Connector {
         store: store.clone(),
         vault: vault.open().await?,

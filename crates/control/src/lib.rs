@@ -16,6 +16,7 @@
 //!
 //! A refused proof is audited as `failed` and explained; nothing is saved.
 
+pub mod manage;
 pub mod writeback;
 
 use std::time::Duration;

@@ -97,6 +97,14 @@ pub enum StoreError {
     )]
     PracticeRemoved { practice_id: String },
 
+    /// A change that does not fit the row's state now (a resync while a
+    /// sync runs, a retry of an item that is not dead).
+    #[error("{reason}; nothing was written")]
+    Conflict {
+        /// Why, and what to do.
+        reason: String,
+    },
+
     #[error("practice {practice_id:?} is not registered; register it (upsert_practice) first")]
     UnknownPractice {
         /// The practice named.

@@ -185,6 +185,50 @@ pub struct HistoryQuery {
     pub limit: u32,
 }
 
+/// Which runs [`Store::history_page`] returns: [`HistoryQuery`]'s
+/// filters, one state or kind, and a keyset cursor for paging.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HistoryFilter {
+    /// Only this practice's.
+    pub practice_id: Option<String>,
+    /// Only failed, partial, retrying and dead-lettered runs.
+    pub failed_only: bool,
+    /// Only runs in this state.
+    pub status: Option<RunState>,
+    /// Only runs of this kind (`initial`, `incremental`, `writeback`...).
+    pub kind: Option<String>,
+    /// Only runs started at or after this.
+    pub since: Option<OffsetDateTime>,
+    /// Only runs after this one in the order (newest first): the last run
+    /// of the page before.
+    pub after: Option<HistoryCursor>,
+    /// At most this many (newest first).
+    pub limit: u32,
+}
+
+/// Where a page of history ended: the last run's start and id (the order
+/// is `started_at DESC, run_id DESC`, so the pair is unique and stable
+/// while runs are added).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryCursor {
+    /// The run's start.
+    pub started_at: OffsetDateTime,
+    /// The run's id.
+    pub run_id: String,
+}
+
+impl From<&HistoryQuery> for HistoryFilter {
+    fn from(q: &HistoryQuery) -> HistoryFilter {
+        HistoryFilter {
+            practice_id: q.practice_id.clone(),
+            failed_only: q.failed_only,
+            since: q.since,
+            limit: q.limit,
+            ..HistoryFilter::default()
+        }
+    }
+}
+
 /// The latest run of a practice, as the overview shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunSummary {
@@ -324,7 +368,7 @@ pub(crate) enum Bind {
 /// fragments are put together; every value is a parameter, so each filter
 /// combination is its own plain statement the planner sees whole (an index
 /// per question, no `$1 IS NULL OR ...`).
-pub(crate) fn history_sql(q: &HistoryQuery) -> Result<(String, Vec<Bind>), StoreError> {
+pub(crate) fn history_sql(q: &HistoryFilter) -> Result<(String, Vec<Bind>), StoreError> {
     let mut sql = String::from(concat!("SELECT ", run_columns!(), " FROM sync_runs"));
     let mut binds = Vec::new();
     let mut clauses: Vec<String> = Vec::new();
@@ -336,9 +380,26 @@ pub(crate) fn history_sql(q: &HistoryQuery) -> Result<(String, Vec<Bind>), Store
         // The same list as the partial index sync_runs_failed_idx.
         clauses.push("status IN ('failed', 'partial', 'retrying', 'dead_lettered')".to_owned());
     }
+    if let Some(status) = q.status {
+        binds.push(Bind::Text(status.as_str().to_owned()));
+        clauses.push(format!("status = ${}", binds.len()));
+    }
+    if let Some(kind) = &q.kind {
+        binds.push(Bind::Text(kind.clone()));
+        clauses.push(format!("kind = ${}", binds.len()));
+    }
     if let Some(since) = q.since {
         binds.push(Bind::Time(db_time(since, "history's since")?));
         clauses.push(format!("started_at >= ${}", binds.len()));
+    }
+    if let Some(after) = &q.after {
+        binds.push(Bind::Time(db_time(after.started_at, "history's cursor")?));
+        let at = binds.len();
+        binds.push(Bind::Text(after.run_id.clone()));
+        let id = binds.len();
+        clauses.push(format!(
+            "(started_at < ${at} OR (started_at = ${at} AND run_id < ${id}))"
+        ));
     }
     if !clauses.is_empty() {
         sql.push_str(" WHERE ");
@@ -442,6 +503,12 @@ impl Store {
 
     /// Runs matching `q`, newest first.
     pub async fn history(&self, q: &HistoryQuery) -> Result<Vec<RunRecord>, StoreError> {
+        self.history_page(&HistoryFilter::from(q)).await
+    }
+
+    /// The runs `q` selects, newest first: a page of at most `q.limit`;
+    /// the next page is asked with `after` set to the last run's cursor.
+    pub async fn history_page(&self, q: &HistoryFilter) -> Result<Vec<RunRecord>, StoreError> {
         let backend = self.backend();
         let (sql, binds) = history_sql(q)?;
         with_pool!(self, |pool| {
@@ -458,6 +525,24 @@ impl Store {
                 .await
                 .map_err(|e| db_error(backend, "reading sync history", e))?;
             rows.iter().map(run).collect()
+        })
+    }
+
+    /// One run, by id.
+    pub async fn run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM sync_runs WHERE run_id = $1"
+        );
+        let backend = self.backend();
+        with_pool!(self, |pool| {
+            let row = sqlx::query(SQL)
+                .bind(run_id)
+                .fetch_optional(pool)
+                .await
+                .map_err(|e| db_error(backend, "reading a run", e))?;
+            row.as_ref().map(run).transpose()
         })
     }
 
@@ -572,12 +657,12 @@ mod unit_tests {
 
     #[test]
     fn history_sql_only_binds_values() {
-        let (sql, binds) = history_sql(&HistoryQuery {
+        let (sql, binds) = history_sql(&HistoryFilter::from(&HistoryQuery {
             practice_id: Some("p'; DROP TABLE x".to_owned()),
             failed_only: true,
             since: None,
             limit: 5,
-        })
+        }))
         .expect("builds");
         assert!(!sql.contains("DROP"));
         assert!(sql.contains("practice_id = $1"));

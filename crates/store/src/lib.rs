@@ -34,6 +34,7 @@
 //! older version of a record never overwrites a newer one, and neither a
 //! chunk's cursor nor a watermark moves backwards.
 
+mod admin;
 mod budget;
 mod connections;
 mod db_time;
@@ -65,8 +66,8 @@ pub use deletes::{CapturedDelete, LandedKey};
 pub use error::{Backend, StoreError};
 pub use extract::Value;
 pub use history::{
-    HistoryQuery, MAX_ERROR_CHARS, MAX_RESOURCE_ERROR_CHARS, NewRun, PracticeOverview,
-    ResourceCounts, RunEnd, RunRecord, RunSummary, STALE_MISMATCHES,
+    HistoryCursor, HistoryFilter, HistoryQuery, MAX_ERROR_CHARS, MAX_RESOURCE_ERROR_CHARS, NewRun,
+    PracticeOverview, ResourceCounts, RunEnd, RunRecord, RunSummary, STALE_MISMATCHES,
 };
 pub use jobs::{AuthFailure, JobEnd};
 pub use nightly::{

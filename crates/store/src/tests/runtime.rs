@@ -999,7 +999,7 @@ async fn racing_holders_get_a_lease_once(pool: sqlx::PgPool) {
 
 /// The plan of a history query, as text.
 async fn plan(pool: &sqlx::PgPool, q: &HistoryQuery) -> String {
-    let (sql, binds) = crate::history::history_sql(q).expect("builds");
+    let (sql, binds) = crate::history::history_sql(&crate::HistoryFilter::from(q)).expect("builds");
     let explain = format!("EXPLAIN {sql}");
     let mut query = sqlx::query_scalar::<_, String>(&explain);
     for bind in binds {

@@ -1,0 +1,7 @@
+//! The pages (written next).
+use crate::AdminState;
+use axum::Router;
+
+pub(crate) fn routes() -> Router<AdminState> {
+    Router::new()
+}

@@ -2,6 +2,8 @@
 //! typed handle on its control API, and clients wired to it the way
 //! production wires them to Ascend (only the loopback opt-in differs).
 
+pub mod admin_app;
+
 use std::num::NonZeroU32;
 use std::time::Duration;
 

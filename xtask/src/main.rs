@@ -4,7 +4,8 @@
 //! - `cargo xtask test`: the whole test suite, as CI runs it. Installs and
 //!   starts what the tests need (a Python venv with `moto[server]` serving
 //!   SQS, S3 and KMS on a loopback port; the local PostgreSQL cluster if it is
-//!   down), then runs `cargo fmt --check`, `cargo clippy` and the tests.
+//!   down; Debian's Chromium and `playwright-core` for the browser tests of
+//!   the admin pages), then runs `cargo fmt --check`, `cargo clippy` and the tests.
 //! - `cargo xtask test --no-lint`: the same without fmt and clippy.
 //! - `cargo xtask services`: only install and start the services, print the
 //!   environment the tests read, and keep moto running until Ctrl-C.
@@ -75,6 +76,7 @@ fn test(args: &[String]) -> Result<()> {
 
     ensure_postgres()?;
     let moto = start_moto(&root)?;
+    ensure_browser(&root)?;
 
     if lint {
         run(
@@ -150,7 +152,50 @@ fn set_test_env(cmd: &mut Command, moto: &Moto) {
         .env(AWS_ENDPOINT, &moto.endpoint)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1");
+        .env("AWS_REGION", "us-east-1")
+        .env("CHROMIUM", CHROMIUM);
+}
+
+/// Debian's Chromium, which the browser tests drive.
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Installs what the browser tests of the admin pages need, once:
+/// Debian's `chromium` (apt) and `playwright-core` in `tests/browser`
+/// (npm, from its lock file).
+fn ensure_browser(root: &Path) -> Result<()> {
+    if !Path::new(CHROMIUM).exists() {
+        eprintln!("xtask: installing Debian's chromium for the browser tests (a minute or two)");
+        let install = || {
+            Command::new("apt-get")
+                .args(["install", "-y", "--no-install-recommends", "chromium"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+        };
+        if !install() {
+            run(Command::new("apt-get").args(["update"]), "apt-get update")?;
+            if !install() {
+                return Err(
+                    "apt-get could not install chromium (the browser tests need it)".into(),
+                );
+            }
+        }
+    }
+    let browser = root.join("tests/browser");
+    if !browser.join("node_modules/playwright-core").exists() {
+        run(
+            Command::new("npm").args([
+                "ci",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                "tests/browser",
+            ]),
+            "npm ci in tests/browser (playwright-core)",
+        )?;
+    }
+    Ok(())
 }
 
 fn has_nextest() -> bool {

@@ -275,6 +275,16 @@ pub fn test_client_config(requests_per_second: u32) -> Result<ClientConfig> {
     Ok(config)
 }
 
+/// The host policy of a deployment that talks to the simulator: the
+/// vendor's hosts and the loopback address the simulator listens on.
+pub fn sim_hosts() -> model::HostPolicy {
+    model::HostPolicy::allowing_test_host(SIM_HOST).unwrap_or_default()
+}
+
+/// The host the simulator listens on, allowed explicitly by the tests
+/// (`--allow-test-host`, `ASCEND_SYNC_ALLOW_TEST_HOST`).
+pub const SIM_HOST: &str = "127.0.0.1";
+
 /// Connects organization `index` of `sim` through `client`.
 pub fn connect(client: &AscendClient, sim: &Sim, index: usize) -> Result<OrgClient> {
     Ok(client.connect(sim.connection(index)?)?)

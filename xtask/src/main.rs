@@ -379,6 +379,8 @@ fn bench_pull(args: &[String]) -> Result<()> {
                 "--credentials-file",
                 &orgs_file.to_string_lossy(),
                 "--insecure-loopback",
+                "--allow-test-host",
+                "127.0.0.1",
                 "--requests-per-second",
                 "2000",
             ]),
@@ -531,6 +533,8 @@ fn bench_sync(args: &[String]) -> Result<()> {
                 "--requests-per-second",
                 "5000",
                 "--insecure-loopback",
+                "--allow-test-host",
+                "127.0.0.1",
             ]),
             "ascend-sync sync",
         )
@@ -692,6 +696,7 @@ impl FleetRun<'_> {
                 &field("token_url")?,
             ])
             .args(["--master-key-file", &key_arg, "--insecure-loopback"])
+            .args(["--allow-test-host", "127.0.0.1"])
             .args(["--requests-per-second", self.limit])
             .env("ASCEND_SYNC_ACTOR", "cli:bench")
             .stdin(Stdio::piped())
@@ -725,6 +730,7 @@ impl FleetRun<'_> {
                             &archive_arg,
                         ])
                         .args(["--master-key-file", &key_arg, "--insecure-loopback"])
+                        .args(["--allow-test-host", "127.0.0.1"])
                         .args([
                             "--requests-per-second",
                             self.limit,

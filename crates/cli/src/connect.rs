@@ -7,11 +7,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use ascend_client::{AscendClient, ClientConfig, Connection, InsecureLoopback};
 use clap::Args;
+use model::{Endpoint, HostPolicy};
 use secrecy::SecretString;
 use serde::Deserialize;
 use store::Store;
 use sync_core::budget::Policy;
-use url::Url;
 use worker::budget::FleetBudget;
 
 /// The client's settings on the command line.
@@ -29,6 +29,12 @@ pub struct ClientArgs {
     /// Allow plain http to a loopback host (the simulator). Never production.
     #[arg(long)]
     insecure_loopback: bool,
+    /// A test host (name or IP address, no port) a practice's token URL
+    /// and API base may point at besides the vendor's hosts
+    /// (prod.hs1api.com, test.hs1api.com), over http or https on any port:
+    /// the simulator. Never production.
+    #[arg(long, env = model::hosts::ALLOW_TEST_HOST_ENV)]
+    allow_test_host: Option<String>,
 }
 
 impl ClientArgs {
@@ -43,6 +49,12 @@ impl ClientArgs {
         let policy = Policy::new(f64::from(self.requests_per_second));
         let budget = Arc::new(FleetBudget::new(store.clone(), policy));
         AscendClient::with_budget(self.config()?, budget).context("bad client configuration")
+    }
+
+    /// Where a practice's secret and tokens may go: the vendor's hosts,
+    /// and `--allow-test-host` if given.
+    pub fn hosts(&self) -> Result<HostPolicy> {
+        HostPolicy::from_setting(self.allow_test_host.as_deref()).map_err(anyhow::Error::msg)
     }
 
     fn config(&self) -> Result<ClientConfig> {
@@ -70,8 +82,10 @@ struct CredentialsLine {
     token_url: String,
 }
 
-/// Builds a connection from its parts, naming the part that is wrong.
+/// Builds a connection from its parts, naming the part that is wrong; the
+/// URLs must pass `hosts`.
 pub fn connection(
+    hosts: &HostPolicy,
     organization_id: &str,
     client_id: String,
     client_secret: SecretString,
@@ -79,8 +93,8 @@ pub fn connection(
     token_url: &str,
 ) -> Result<Connection> {
     Ok(Connection {
-        api_base: Url::parse(api_base).with_context(|| format!("bad API base URL {api_base:?}"))?,
-        token_url: Url::parse(token_url).with_context(|| format!("bad token URL {token_url:?}"))?,
+        api_base: hosts.check(Endpoint::ApiBase, api_base)?,
+        token_url: hosts.check(Endpoint::TokenUrl, token_url)?,
         organization_id: organization_id
             .parse()
             .with_context(|| format!("bad Organization-ID {organization_id:?}"))?,
@@ -90,9 +104,10 @@ pub fn connection(
 }
 
 /// Reads the first non-empty line of a credentials file: a JSON object with
-/// organization_id, client_id, client_secret, api_base and token_url.
-pub fn read_credentials_file(path: &Path) -> Result<Connection> {
-    read_credentials_lines(path)?
+/// organization_id, client_id, client_secret, api_base and token_url (the
+/// URLs must pass `hosts`).
+pub fn read_credentials_file(hosts: &HostPolicy, path: &Path) -> Result<Connection> {
+    read_credentials_lines(hosts, path)?
         .into_iter()
         .next()
         .map(|(_, connection)| connection)
@@ -100,8 +115,11 @@ pub fn read_credentials_file(path: &Path) -> Result<Connection> {
 }
 
 /// Reads every non-empty line of a credentials file, each with its
-/// Organization-ID.
-pub fn read_credentials_lines(path: &Path) -> Result<Vec<(String, Connection)>> {
+/// Organization-ID (the URLs must pass `hosts`).
+pub fn read_credentials_lines(
+    hosts: &HostPolicy,
+    path: &Path,
+) -> Result<Vec<(String, Connection)>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read credentials file {}", path.display()))?;
     text.lines()
@@ -116,6 +134,7 @@ pub fn read_credentials_lines(path: &Path) -> Result<Vec<(String, Connection)>> 
                 )
             })?;
             let connection = connection(
+                hosts,
                 &file.organization_id,
                 file.client_id,
                 file.client_secret,

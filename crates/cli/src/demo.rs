@@ -29,6 +29,7 @@ use ascend_sim::{MutateRequest, OrgInfo, SimConfig, Size};
 use clap::Args;
 use control::{Connector, NewConnection, force_sync};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use model::HostPolicy;
 use nightly::{Nightly, NightlyConfig};
 use queue::{DbQueue, Queue, QueueSettings, Trigger};
 use scheduler::{Scheduler, SchedulerConfig};
@@ -116,16 +117,21 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let key_file = args.data_dir.join("master.key");
     let vault =
         Vault::Local(LocalVault::open(&key_file).context("cannot open the demo's master key")?);
+    // The simulator listens on the loopback address: the demo allows that
+    // one test host, as a deployment would with ASCEND_SYNC_ALLOW_TEST_HOST.
+    let hosts = HostPolicy::allowing_test_host("127.0.0.1").map_err(anyhow::Error::msg)?;
     let connector = Connector {
         store: store.clone(),
         vault: vault.clone(),
         client: client.clone(),
+        hosts: hosts.clone(),
     };
     let mut practices = Vec::new();
     for (index, info) in sim.orgs().iter().enumerate() {
         practices.push(register(&connector, index, info).await?);
     }
-    let credentials: Arc<VaultCredentials> = Arc::new(VaultCredentials::new(store.clone(), vault));
+    let credentials: Arc<VaultCredentials> =
+        Arc::new(VaultCredentials::new(store.clone(), vault, hosts));
     println!(
         "connected {} practices; their credentials are sealed with {} (mode 0600)",
         practices.len(),

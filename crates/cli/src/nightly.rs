@@ -55,7 +55,11 @@ pub struct NightlyArgs {
 /// `ascend-sync nightly`.
 pub async fn run(args: NightlyArgs) -> Result<()> {
     let store = args.store.open().await?;
-    let credentials = VaultCredentials::new(store.clone(), args.vault.open().await?);
+    let credentials = VaultCredentials::new(
+        store.clone(),
+        args.vault.open().await?,
+        args.client.hosts()?,
+    );
     let config = NightlyConfig {
         batch: args.batch as usize,
         ids_per_call: args.ids_per_call as usize,

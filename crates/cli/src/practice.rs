@@ -272,6 +272,7 @@ pub(crate) async fn connector(
         store: store.clone(),
         vault: vault.open().await?,
         client: client.fleet_client(store)?,
+        hosts: client.hosts()?,
     })
 }
 

@@ -91,8 +91,9 @@ pub async fn run(args: PullArgs) -> Result<()> {
 }
 
 fn connection_from_args(args: &PullArgs) -> Result<Connection> {
+    let hosts = args.client.hosts()?;
     if let Some(path) = &args.credentials_file {
-        return read_credentials_file(path);
+        return read_credentials_file(&hosts, path);
     }
     let organization_id = args
         .organization_id
@@ -108,6 +109,7 @@ fn connection_from_args(args: &PullArgs) -> Result<Connection> {
         .context("cannot read the client secret from stdin")?;
     let secret = SecretString::from(secret.trim().to_string());
     connection(
+        &hosts,
         &organization_id,
         client_id,
         secret,

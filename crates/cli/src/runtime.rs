@@ -163,7 +163,11 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
     let store = args.store.open().await?;
     let queue = args.queue.open(&store).await?;
     let archive = args.archive.open().await?;
-    let credentials = VaultCredentials::new(store.clone(), args.vault.open().await?);
+    let credentials = VaultCredentials::new(
+        store.clone(),
+        args.vault.open().await?,
+        args.client.hosts()?,
+    );
     let syncer = Syncer::new(
         store.clone(),
         archive,

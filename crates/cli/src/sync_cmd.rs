@@ -6,7 +6,9 @@
 //!
 //! A by-hand tool: credentials come from a file (the line `ascend-sync sim`
 //! prints) and are not stored, so scheduled workers cannot sync a practice
-//! it registered until `ascend-sync practice add` connects it.
+//! it registered until `ascend-sync practice add` connects it. Its URLs
+//! are held to the same host policy (`--allow-test-host` for the
+//! simulator).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,7 +51,8 @@ pub struct SyncArgs {
 
 pub async fn run(args: SyncArgs) -> Result<()> {
     model::check_practice_id(&args.practice_id).map_err(anyhow::Error::msg)?;
-    let connection = read_credentials_file(&args.credentials_file)?;
+    // The file's URLs pass the same host policy as stored credentials.
+    let connection = read_credentials_file(&args.client.hosts()?, &args.credentials_file)?;
     let organization_id = connection.organization_id.to_string();
     let api_base = connection.api_base.to_string();
     let store = Store::connect(&args.database_url)

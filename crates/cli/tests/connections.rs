@@ -22,7 +22,7 @@ use queue::{DbQueue, Lane, Outgoing, Queue, QueueSettings, SqsQueue};
 use secrecy::SecretString;
 use store::{HistoryQuery, PracticeStatus, RunState, Store};
 use sync_core::Scope;
-use system_tests::{Db, Sim, TempDir, TestStore, assert_table_equals_source, eventually};
+use system_tests::{Db, SIM_HOST, Sim, TempDir, TestStore, assert_table_equals_source, eventually};
 use worker::credentials::to_stored;
 
 const ENDPOINT_VAR: &str = "ASCEND_SYNC_TEST_AWS_ENDPOINT";
@@ -192,6 +192,7 @@ impl Env {
             .env("DATABASE_URL", self.database_url())
             .env("ASCEND_SYNC_ACTOR", "cli:test-operator")
             .env("ASCEND_SYNC_LOG", "debug")
+            .env("ASCEND_SYNC_ALLOW_TEST_HOST", SIM_HOST)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -275,6 +276,8 @@ impl Env {
             "--token-url",
             &info.token_url,
             "--insecure-loopback",
+            "--allow-test-host",
+            SIM_HOST,
             "--requests-per-second",
             "2000",
         ]);
@@ -297,6 +300,7 @@ impl Env {
                 .arg("--archive-dir")
                 .arg(self.archive_dir())
                 .args(["--insecure-loopback", "--requests-per-second", "2000"])
+                .args(["--allow-test-host", SIM_HOST])
                 .args(["--receive-wait-secs", "1", "--concurrency", "4"]);
         } else {
             cmd.args(["--tick-secs", "1", "--max-spread-secs", "0"]);
@@ -324,6 +328,10 @@ impl Env {
                 &vault::AscendCredentials {
                     client_id: info.client_id.clone().into(),
                     client_secret: secret.to_owned().into(),
+                },
+                &vault::Endpoints {
+                    token_url: info.token_url.clone(),
+                    api_base: info.api_base.clone(),
                 },
             )
             .await?;

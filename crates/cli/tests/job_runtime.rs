@@ -26,7 +26,8 @@ use scheduler::{Scheduler, SchedulerConfig};
 use store::{ForceDecision, HistoryQuery, NewPractice, PracticeStatus, RunRecord, RunState, Store};
 use sync_core::Scope;
 use system_tests::{
-    Db, Sim, TempDir, TestStore, assert_table_equals_source, eventually, fleet_client, test_client,
+    Db, SIM_HOST, Sim, TempDir, TestStore, assert_table_equals_source, eventually, fleet_client,
+    sim_hosts, test_client,
 };
 use time::OffsetDateTime;
 use tokio::sync::watch;
@@ -190,6 +191,7 @@ impl Env {
                 store: self.store().clone(),
                 vault: self.vault.clone(),
                 client: test_client(2000)?,
+                hosts: sim_hosts(),
             };
             control::connect(
                 &with,
@@ -236,6 +238,7 @@ impl Env {
             Arc::new(VaultCredentials::new(
                 self.store().clone(),
                 self.vault.clone(),
+                sim_hosts(),
             )),
             WorkerConfig {
                 worker_id: name.to_owned(),
@@ -276,6 +279,7 @@ impl Env {
             .arg("--master-key-file")
             .arg(&self.master_key_file)
             .args(["--insecure-loopback", "--requests-per-second", "2000"])
+            .args(["--allow-test-host", SIM_HOST])
             .args(["--receive-wait-secs", "1"])
             .args(extra)
             .env("ASCEND_SYNC_LOG", "info")
@@ -992,6 +996,10 @@ async fn plant_wrong_secret(env: &Env, practice_id: &str, org: usize) -> Result<
                 client_id: info.client_id.clone().into(),
                 client_secret: "not-the-secret".to_owned().into(),
             },
+            &vault::Endpoints {
+                token_url: info.token_url.clone(),
+                api_base: info.api_base.clone(),
+            },
         )
         .await?;
     env.store()
@@ -1150,6 +1158,7 @@ async fn force_during_an_initial_sync_leaves_the_priority_lane_free(kind: Kind) 
             store: env.store().clone(),
             vault: env.vault.clone(),
             client: test_client(2000)?,
+            hosts: sim_hosts(),
         },
         control::NewConnection {
             practice: NewPractice {

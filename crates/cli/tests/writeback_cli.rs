@@ -78,6 +78,8 @@ async fn synced(dir: &TempDir) -> Result<(Sim, String)> {
             "--requests-per-second",
             "1000",
             "--insecure-loopback",
+            "--allow-test-host",
+            "127.0.0.1",
         ],
         &db,
     )?;

@@ -3,8 +3,11 @@
 //! decides who may ask (that is `access::Gate`, in front of every caller);
 //! each does the whole of its change, audited.
 //!
-//! - [`connect`]: prove a practice's credentials with one cheap call, seal
-//!   them (the vault), store and audit; the initial sync is due at once.
+//! - [`connect`]: hold the token URL and API base to the host policy
+//!   ([`Connector::hosts`]), prove a practice's credentials with one cheap
+//!   call, seal them with both URLs (the vault), store and audit; the
+//!   initial sync is due at once. The admin API calls it too, so a URL
+//!   outside the vendor's hosts is refused there the same way.
 //! - [`rotate_credentials`]: prove and seal new credentials; an
 //!   `auth_failed` practice resumes.
 //! - [`enable`], [`disable`], [`remove`]: the lifecycle.
@@ -22,13 +25,13 @@ pub mod writeback;
 use std::time::Duration;
 
 use ascend_client::{AscendClient, ClientError, Connection};
-use model::{Job, NewPractice, Practice, PracticeStatus, Trigger};
+use model::{Endpoint, HostPolicy, Job, NewPractice, Practice, PracticeStatus, Trigger};
 use queue::Queue;
 use secrecy::{ExposeSecret, SecretString};
 use store::{AuditEntry, AuditOutcome, ForceDecision, SealedCredentials, Store};
 use time::OffsetDateTime;
 use url::Url;
-use vault::{AscendCredentials, Vault};
+use vault::{AscendCredentials, Endpoints, Vault};
 use worker::credentials::{Credentials, CredentialsError, VaultCredentials, to_stored};
 
 /// Why a use case did not happen. Each says what to do.
@@ -147,11 +150,16 @@ pub struct Connector {
     pub vault: Vault,
     /// Makes the proving call.
     pub client: AscendClient,
+    /// Where credentials may be sent: the vendor's hosts, and a test host
+    /// only when the deployment allows one.
+    pub hosts: HostPolicy,
 }
 
-/// Connects a practice (`practice add`): one `pageSize=1` call proves the
-/// Client ID, Secret, Organization-ID and the vendor's enablement; then the
-/// credentials are sealed and stored, audited as `practice.add` by
+/// Connects a practice (`practice add`): the token URL and API base must
+/// pass `with.hosts` (else [`ControlError::Invalid`], audited as refused,
+/// before any call); one `pageSize=1` call proves the Client ID, Secret,
+/// Organization-ID and the vendor's enablement; then the credentials are
+/// sealed with both URLs and stored, audited as `practice.add` by
 /// `actor`, and the initial sync is due at once.
 pub async fn connect(
     with: &Connector,
@@ -186,8 +194,10 @@ pub async fn connect(
 }
 
 /// Replaces a practice's credentials (`practice rotate-credentials`):
-/// proved and sealed first; an `auth_failed` practice resumes. Without a
-/// `token_url` the stored one is kept.
+/// the URLs checked as [`connect`] checks them, proved and sealed first
+/// (always as v2, with the practice's API base and the token URL: this is
+/// how a row sealed before URLs were bound is upgraded); an `auth_failed`
+/// practice resumes. Without a `token_url` the stored one is kept.
 pub async fn rotate_credentials(
     with: &Connector,
     practice_id: &str,
@@ -237,9 +247,10 @@ pub async fn enable(
 ) -> Result<Practice, ControlError> {
     let practice = registered(&with.store, practice_id).await?;
     if practice.status == PracticeStatus::AuthFailed {
-        let opened = VaultCredentials::new(with.store.clone(), with.vault.clone())
-            .connection(&practice)
-            .await?;
+        let opened =
+            VaultCredentials::new(with.store.clone(), with.vault.clone(), with.hosts.clone())
+                .connection(&practice)
+                .await?;
         prove(
             with,
             opened.connection,
@@ -419,12 +430,27 @@ async fn prove_and_seal(
     client_id: String,
     client_secret: SecretString,
 ) -> Result<SealedCredentials, ControlError> {
-    let url = |what: &str, value: &str| {
-        Url::parse(value).map_err(|_| ControlError::Invalid(format!("bad {what} {value:?}")))
-    };
+    let api_base_url = allowed_url(
+        with,
+        actor,
+        action,
+        practice_id,
+        Endpoint::ApiBase,
+        api_base,
+    )
+    .await?;
+    let token_url_parsed = allowed_url(
+        with,
+        actor,
+        action,
+        practice_id,
+        Endpoint::TokenUrl,
+        token_url,
+    )
+    .await?;
     let connection = Connection {
-        api_base: url("API base URL", api_base)?,
-        token_url: url("token URL", token_url)?,
+        api_base: api_base_url,
+        token_url: token_url_parsed,
         organization_id: organization_id.parse().map_err(|_| {
             ControlError::Invalid(format!("bad Organization-ID {organization_id:?}"))
         })?,
@@ -440,8 +466,42 @@ async fn prove_and_seal(
                 client_id: SecretString::from(client_id),
                 client_secret,
             },
+            &Endpoints {
+                token_url: token_url.to_owned(),
+                api_base: api_base.to_owned(),
+            },
         )
         .await
         .map_err(ControlError::Seal)?;
     Ok(to_stored(sealed, token_url))
+}
+
+/// `url`, parsed, if the host policy lets `endpoint` point there; else
+/// the refusal, audited as `refused` (someone asked to send a practice's
+/// secret or tokens to a host that is not the vendor's).
+async fn allowed_url(
+    with: &Connector,
+    actor: &str,
+    action: &str,
+    practice_id: &str,
+    endpoint: Endpoint,
+    url: &str,
+) -> Result<Url, ControlError> {
+    match with.hosts.check(endpoint, url) {
+        Ok(url) => Ok(url),
+        Err(refused) => {
+            with.store
+                .record_audit(&AuditEntry {
+                    actor: actor.to_owned(),
+                    action: action.to_owned(),
+                    practice_id: Some(practice_id.to_owned()),
+                    outcome: AuditOutcome::Refused,
+                    detail: Some(refused.to_string()),
+                })
+                .await?;
+            Err(ControlError::Invalid(format!(
+                "{refused}; nothing was sent or saved"
+            )))
+        }
+    }
 }

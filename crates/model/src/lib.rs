@@ -17,6 +17,7 @@
 //!   database alike.
 //! - [`OrgBudget`]: an organization's request budget, kept for the fleet.
 //! - [`DeleteDetection`]: what found a record Ascend no longer lists.
+//! - [`hosts`]: where a practice's secret and tokens may go ([`HostPolicy`]).
 //! - [`writeback`]: what may be written into a practice's Ascend, and the
 //!   outbox that carries it (issue 15).
 
@@ -25,6 +26,7 @@ mod text;
 mod budget;
 mod completeness;
 mod deletes;
+pub mod hosts;
 pub mod job;
 mod practice;
 mod queue;
@@ -37,6 +39,7 @@ mod tests;
 pub use budget::OrgBudget;
 pub use completeness::Completeness;
 pub use deletes::DeleteDetection;
+pub use hosts::{Endpoint, HostPolicy, HostRefused};
 pub use job::{JOB_VERSION, Job, JobError, JobKind, JobMeta, Trigger};
 pub use practice::{
     ClaimChange, DEFAULT_SYNC_INTERVAL_MINUTES, ErrorClass, Holder, MAX_PRACTICE_ID_LEN,

@@ -26,6 +26,34 @@
 //! opened for another purpose, fails with [`VaultError::WrongContext`] or
 //! [`VaultError::Tampered`]; it never yields a plaintext.
 //!
+//! # Sealed credentials and their URLs
+//! [`Vault::seal_credentials`] seals a practice's Client ID and Secret
+//! together with the two URLs they are used with, its token URL and API
+//! base ([`Endpoints`]), as one plaintext: `ascend-credentials/v2`, the
+//! token URL, the API base, the Client ID and the Client Secret, one a
+//! line (the secret last: it may hold line breaks). The store keeps both
+//! URLs in plain columns too; whoever opens the credentials compares the
+//! two ([`OpenedCredentials::endpoints`]) and refuses to send the secret
+//! to a URL that was not sealed with it (`worker::credentials`). So a
+//! person who can write to the database but not open the vault cannot
+//! point a practice's token URL at their own host and receive the secret.
+//!
+//! The URLs are in the plaintext rather than in the encryption context:
+//! the context (and KMS's `EncryptionContext`, which `ReEncrypt` must be
+//! given again) stays the practice id and purpose, so [`Vault::rewrap`]
+//! and values sealed before the URLs were bound open as before, and a
+//! mismatch can say which URL changed instead of only "altered". The AEAD
+//! authenticates the plaintext, so the sealed URLs cannot be changed
+//! without the key either.
+//!
+//! Values sealed before (`ascend-credentials/v1`: the Client ID and the
+//! Client Secret only) still open, with no sealed URLs
+//! ([`OpenedCredentials::endpoints`] is None); their URLs are then held to
+//! the host allow-list on every open (`model::HostPolicy`). Rotating a
+//! practice's credentials (`practice rotate-credentials`) seals them anew
+//! as v2. `keys rewrap` does not change the plaintext, so it keeps a v1
+//! value v1.
+//!
 //! # Why aws-lc-rs
 //! The workspace already builds aws-lc-rs as rustls' (and sqlx's) crypto
 //! provider; using it for AES-256-GCM, randomness and SHA-256 adds no second
@@ -143,9 +171,37 @@ impl fmt::Debug for AscendCredentials {
     }
 }
 
-/// The first line of the sealed credentials' plaintext, followed by the
-/// Client ID and the Client Secret, each after a line break.
+/// The URLs a practice's credentials are used with, sealed with them: the
+/// Client Secret goes only to `token_url`, the bearer tokens only to
+/// `api_base`. Not secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    /// The OAuth token URL, as stored.
+    pub token_url: String,
+    /// The API base, as stored.
+    pub api_base: String,
+}
+
+/// What [`Vault::open_credentials`] opened.
+#[derive(Debug)]
+pub struct OpenedCredentials {
+    /// The Client ID and Secret.
+    pub credentials: AscendCredentials,
+    /// The URLs sealed with them; None for a value sealed before URLs
+    /// were bound (v1): the caller then holds the stored URLs to the host
+    /// allow-list.
+    pub endpoints: Option<Endpoints>,
+}
+
+/// The first line of credentials sealed before their URLs were bound,
+/// followed by the Client ID and the Client Secret, each after a line
+/// break. Still opened, never written.
 const CREDENTIALS_V1: &str = "ascend-credentials/v1";
+
+/// The first line of the sealed credentials' plaintext, followed by the
+/// token URL, the API base, the Client ID and the Client Secret, each
+/// after a line break.
+const CREDENTIALS_V2: &str = "ascend-credentials/v2";
 
 /// Seals and opens secrets: with KMS (production) or a local master key.
 #[derive(Debug, Clone)]
@@ -187,12 +243,15 @@ impl Vault {
         crypto::open_secret(&data_key, ctx, sealed)
     }
 
-    /// Seals a practice's Client ID and Secret for `practice_id`. A Client
-    /// ID with a line break, or an empty ID or secret, is refused.
+    /// Seals a practice's Client ID and Secret for `practice_id`, with the
+    /// URLs they are used with (v2, see the crate documentation). A Client
+    /// ID or URL with a line break, or an empty ID, secret or URL, is
+    /// refused.
     pub async fn seal_credentials(
         &self,
         practice_id: &str,
         credentials: &AscendCredentials,
+        endpoints: &Endpoints,
     ) -> Result<Sealed, VaultError> {
         let client_id = credentials.client_id.expose_secret();
         let client_secret = credentials.client_secret.expose_secret();
@@ -206,31 +265,69 @@ impl Vault {
                 reason: "the Client ID contains a line break".into(),
             });
         }
-        let plain = Zeroizing::new(format!("{CREDENTIALS_V1}\n{client_id}\n{client_secret}"));
+        for (what, url) in [
+            ("token URL", &endpoints.token_url),
+            ("API base", &endpoints.api_base),
+        ] {
+            if url.trim().is_empty() || url.contains(['\n', '\r']) {
+                return Err(VaultError::BadCredentials {
+                    reason: format!("the {what} is empty or contains a line break"),
+                });
+            }
+        }
+        let plain = Zeroizing::new(format!(
+            "{CREDENTIALS_V2}\n{}\n{}\n{client_id}\n{client_secret}",
+            endpoints.token_url, endpoints.api_base
+        ));
         let plain = SecretString::from(plain.as_str());
         let ctx = SealContext::new(practice_id, Purpose::AscendCredentials);
         self.seal(&ctx, &plain).await
     }
 
-    /// Opens what [`Vault::seal_credentials`] sealed for `practice_id`.
+    /// Opens what [`Vault::seal_credentials`] sealed for `practice_id`
+    /// (v2, with its URLs), or what it sealed before URLs were bound (v1,
+    /// without).
     pub async fn open_credentials(
         &self,
         practice_id: &str,
         sealed: &Sealed,
-    ) -> Result<AscendCredentials, VaultError> {
+    ) -> Result<OpenedCredentials, VaultError> {
         let ctx = SealContext::new(practice_id, Purpose::AscendCredentials);
         let plain = self.open(&ctx, sealed).await?;
-        let mut parts = plain.expose_secret().splitn(3, '\n');
-        match (parts.next(), parts.next(), parts.next()) {
-            (Some(CREDENTIALS_V1), Some(client_id), Some(client_secret)) => Ok(AscendCredentials {
-                client_id: SecretString::from(client_id),
-                client_secret: SecretString::from(client_secret),
-            }),
-            _ => Err(VaultError::Tampered {
-                practice_id: practice_id.to_owned(),
-                reason: "the opened value is not sealed credentials of a known version".into(),
-            }),
+        let text = plain.expose_secret();
+        let credentials = |client_id: &str, client_secret: &str| AscendCredentials {
+            client_id: SecretString::from(client_id),
+            client_secret: SecretString::from(client_secret),
+        };
+        match text.split_once('\n') {
+            Some((CREDENTIALS_V2, rest)) => {
+                let mut parts = rest.splitn(4, '\n');
+                if let (Some(token_url), Some(api_base), Some(client_id), Some(client_secret)) =
+                    (parts.next(), parts.next(), parts.next(), parts.next())
+                {
+                    return Ok(OpenedCredentials {
+                        credentials: credentials(client_id, client_secret),
+                        endpoints: Some(Endpoints {
+                            token_url: token_url.to_owned(),
+                            api_base: api_base.to_owned(),
+                        }),
+                    });
+                }
+            }
+            Some((CREDENTIALS_V1, rest)) => {
+                if let Some((client_id, client_secret)) = rest.split_once('\n') {
+                    return Ok(OpenedCredentials {
+                        credentials: credentials(client_id, client_secret),
+                        endpoints: None,
+                    });
+                }
+            }
+            _ => {}
         }
+        Err(VaultError::Tampered {
+            practice_id: practice_id.to_owned(),
+            reason: "the opened value is not sealed credentials of a known version".into(),
+        })
     }
 
     /// The key new secrets are sealed under (`keys rewrap` targets another).

@@ -15,8 +15,8 @@ use aws_config::{BehaviorVersion, Region};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
-    AscendCredentials, KmsConfig, KmsVault, LocalVault, Purpose, SealContext, Sealed, Vault,
-    VaultError,
+    AscendCredentials, Endpoints, KmsConfig, KmsVault, LocalVault, Purpose, SealContext, Sealed,
+    Vault, VaultError,
 };
 
 const ENDPOINT_VAR: &str = "ASCEND_SYNC_TEST_AWS_ENDPOINT";
@@ -52,6 +52,7 @@ on_both_adapters!(
     rewrap_changes_only_the_data_key,
     debug_output_holds_no_secret,
     credentials_round_trip_and_stay_with_their_practice,
+    credentials_sealed_before_urls_were_bound_still_open,
 );
 
 /// A fresh vault of one kind.
@@ -455,6 +456,13 @@ impl Drop for TempDir {
     }
 }
 
+fn endpoints() -> Endpoints {
+    Endpoints {
+        token_url: "https://test.hs1api.com/oauth/client_credential/accesstoken".into(),
+        api_base: "https://test.hs1api.com/ascend-gateway/api".into(),
+    }
+}
+
 async fn credentials_round_trip_and_stay_with_their_practice(f: &Fixture) {
     let credentials = AscendCredentials {
         client_id: secret("client-id-Ω"),
@@ -462,7 +470,7 @@ async fn credentials_round_trip_and_stay_with_their_practice(f: &Fixture) {
     };
     let sealed = f
         .vault
-        .seal_credentials("practice-a", &credentials)
+        .seal_credentials("practice-a", &credentials, &endpoints())
         .await
         .expect("credentials seal");
     let opened = f
@@ -470,12 +478,18 @@ async fn credentials_round_trip_and_stay_with_their_practice(f: &Fixture) {
         .open_credentials("practice-a", &sealed)
         .await
         .expect("they open for their practice");
-    assert_eq!(opened.client_id.expose_secret(), "client-id-Ω");
+    assert_eq!(opened.credentials.client_id.expose_secret(), "client-id-Ω");
     assert_eq!(
-        opened.client_secret.expose_secret(),
+        opened.credentials.client_secret.expose_secret(),
         "line one\nline two: a secret may hold a break"
     );
+    assert_eq!(
+        opened.endpoints,
+        Some(endpoints()),
+        "the URLs come back as sealed (v2)"
+    );
     assert!(!format!("{opened:?}").contains("client-id"));
+    assert!(!format!("{opened:?}").contains("line one"));
     let err = f
         .vault
         .open_credentials("practice-b", &sealed)
@@ -489,9 +503,64 @@ async fn credentials_round_trip_and_stay_with_their_practice(f: &Fixture) {
         };
         let err = f
             .vault
-            .seal_credentials("practice-a", &bad)
+            .seal_credentials("practice-a", &bad, &endpoints())
             .await
             .expect_err("refused");
         assert!(matches!(err, VaultError::BadCredentials { .. }), "{err}");
+    }
+    for bad in [
+        Endpoints {
+            token_url: "https://a/\nhttps://b/".into(),
+            ..endpoints()
+        },
+        Endpoints {
+            api_base: " ".into(),
+            ..endpoints()
+        },
+    ] {
+        let err = f
+            .vault
+            .seal_credentials("practice-a", &credentials, &bad)
+            .await
+            .expect_err("a URL that would change the plaintext's lines is refused");
+        assert!(matches!(err, VaultError::BadCredentials { .. }), "{err}");
+    }
+}
+
+/// A value sealed before URLs were bound (v1: the Client ID and Secret
+/// only) opens, with no sealed URLs; an unknown version does not.
+async fn credentials_sealed_before_urls_were_bound_still_open(f: &Fixture) {
+    let ctx = SealContext::new("practice-a", Purpose::AscendCredentials);
+    let v1 = f
+        .vault
+        .seal(&ctx, &secret("ascend-credentials/v1\nold-id\nold\nsecret"))
+        .await
+        .expect("a v1 value seals");
+    let opened = f
+        .vault
+        .open_credentials("practice-a", &v1)
+        .await
+        .expect("a v1 value opens");
+    assert_eq!(opened.credentials.client_id.expose_secret(), "old-id");
+    assert_eq!(
+        opened.credentials.client_secret.expose_secret(),
+        "old\nsecret"
+    );
+    assert_eq!(opened.endpoints, None, "a v1 value has no sealed URLs");
+    for unknown in [
+        "ascend-credentials/v3\na\nb\nc\nd",
+        "ascend-credentials/v2\nhttps://t\nhttps://a\nid-without-secret",
+        "ascend-credentials/v1",
+    ] {
+        let sealed = f.vault.seal(&ctx, &secret(unknown)).await.expect("seals");
+        let err = f
+            .vault
+            .open_credentials("practice-a", &sealed)
+            .await
+            .expect_err("not credentials of a known version");
+        assert!(
+            matches!(err, VaultError::Tampered { .. }),
+            "{unknown:?}: {err}"
+        );
     }
 }

@@ -4,11 +4,21 @@
 //! sealed credentials from the store and opens them with the vault for each
 //! job: the plaintext lives only in the job's [`Connection`] (a `secrecy`
 //! type, zeroized when dropped), never in a cache, a log or an error.
+//!
+//! The token URL and API base come from plain columns, so each open holds
+//! them to the deployment's [`HostPolicy`] before anything is decrypted,
+//! and, for credentials sealed with their URLs (v2), to the URLs sealed
+//! with them: a URL changed in the database after the practice was
+//! connected fails the job with [`CredentialsError::needs_reconnect`],
+//! naming which URL changed, and the secret is sent nowhere. Credentials
+//! sealed before URLs were bound (v1) get the host policy only, until
+//! they are rotated.
 
 use std::future::Future;
 use std::pin::Pin;
 
 use ascend_client::Connection;
+use model::{Endpoint, HostPolicy};
 use secrecy::ExposeSecret;
 use store::{Practice, Store};
 use url::Url;
@@ -61,16 +71,25 @@ pub struct CredentialsError {
     pub needs_reconnect: bool,
 }
 
-/// Credentials sealed in the store, opened by the vault.
+/// Credentials sealed in the store, opened by the vault, used only with
+/// URLs the host policy allows and, when sealed with their URLs, only
+/// with those.
 #[derive(Debug, Clone)]
 pub struct VaultCredentials {
     store: Store,
     vault: Vault,
+    hosts: HostPolicy,
 }
 
 impl VaultCredentials {
-    pub fn new(store: Store, vault: Vault) -> VaultCredentials {
-        VaultCredentials { store, vault }
+    /// Opens `store`'s sealed credentials with `vault`, for URLs `hosts`
+    /// allows.
+    pub fn new(store: Store, vault: Vault, hosts: HostPolicy) -> VaultCredentials {
+        VaultCredentials {
+            store,
+            vault,
+            hosts,
+        }
     }
 
     /// The vault (to seal what is connected).
@@ -102,11 +121,48 @@ impl VaultCredentials {
                 true,
             )
         })?;
+        // Both URLs pass the host policy before anything is decrypted.
+        let allowed = |endpoint: Endpoint, url: &str| {
+            self.hosts
+                .check(endpoint, url)
+                .map_err(|e| fail(format!("{e}; then reconnect the practice"), true))
+        };
+        let api_base = allowed(Endpoint::ApiBase, &practice.api_base)?;
+        let token_url = allowed(Endpoint::TokenUrl, &stored.token_url)?;
         let opened = self
             .vault
             .open_credentials(id, &sealed)
             .await
             .map_err(|e| fail(e.to_string(), needs_reconnect(&e)))?;
+        if let Some(sealed_urls) = &opened.endpoints {
+            for (endpoint, stored_url, url, sealed_url) in [
+                (
+                    Endpoint::TokenUrl,
+                    &stored.token_url,
+                    &token_url,
+                    &sealed_urls.token_url,
+                ),
+                (
+                    Endpoint::ApiBase,
+                    &practice.api_base,
+                    &api_base,
+                    &sealed_urls.api_base,
+                ),
+            ] {
+                if Url::parse(sealed_url).ok().as_ref() != Some(url) {
+                    return Err(fail(
+                        format!(
+                            "its {endpoint} in the database ({stored_url:?}) is not the one \
+                             sealed with its credentials ({sealed_url:?}): it was changed after \
+                             the practice was connected, and the Client Secret was sent nowhere. \
+                             Find out who changed it, then reconnect the practice (`ascend-sync \
+                             practice rotate-credentials`)"
+                        ),
+                        true,
+                    ));
+                }
+            }
+        }
         let bad = |what: &str, value: &str| {
             fail(
                 format!("its {what} {value:?} is not valid: fix it and reconnect"),
@@ -114,16 +170,14 @@ impl VaultCredentials {
             )
         };
         let connection = Connection {
-            api_base: Url::parse(&practice.api_base)
-                .map_err(|_| bad("API base", &practice.api_base))?,
-            token_url: Url::parse(&stored.token_url)
-                .map_err(|_| bad("token URL", &stored.token_url))?,
+            api_base,
+            token_url,
             organization_id: practice
                 .organization_id
                 .parse()
                 .map_err(|_| bad("Organization-ID", &practice.organization_id))?,
-            client_id: opened.client_id.expose_secret().to_owned(),
-            client_secret: opened.client_secret,
+            client_id: opened.credentials.client_id.expose_secret().to_owned(),
+            client_secret: opened.credentials.client_secret,
         };
         Ok(Opened {
             connection,

@@ -281,6 +281,14 @@ pub fn sim_hosts() -> model::HostPolicy {
     model::HostPolicy::allowing_test_host(SIM_HOST).unwrap_or_default()
 }
 
+/// The actor the CLI records for the user running the tests:
+/// `cli:{login}`, the login as `id -un` reports it.
+pub fn cli_operator() -> Result<String> {
+    let out = std::process::Command::new("id").arg("-un").output()?;
+    anyhow::ensure!(out.status.success(), "`id -un` failed");
+    Ok(format!("cli:{}", String::from_utf8(out.stdout)?.trim()))
+}
+
 /// The host the simulator listens on, allowed explicitly by the tests
 /// (`--allow-test-host`, `ASCEND_SYNC_ALLOW_TEST_HOST`).
 pub const SIM_HOST: &str = "127.0.0.1";

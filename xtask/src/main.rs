@@ -698,7 +698,6 @@ impl FleetRun<'_> {
             .args(["--master-key-file", &key_arg, "--insecure-loopback"])
             .args(["--allow-test-host", "127.0.0.1"])
             .args(["--requests-per-second", self.limit])
-            .env("ASCEND_SYNC_ACTOR", "cli:bench")
             .stdin(Stdio::piped())
             .stdout(Stdio::null());
             let mut child = add.spawn().map_err(|e| format!("practice add: {e}"))?;

@@ -12,13 +12,14 @@
 //! | role | may |
 //! |---|---|
 //! | `cloud_pms_admin` | every action on every practice |
-//! | `practice_user` | its own practice only: view it and its history, change its settings, Force Sync Now |
+//! | `practice_user` | its own practice only: view it and its history, change its settings (write-back switches included), Force Sync Now, submit write-back requests |
 //! | `readonly` | view every practice, its history, the dead letters and the audit log; change nothing |
 //!
 //! Connecting, rotating credentials, disabling, enabling and removing a
 //! practice, resyncing it, retrying its write-back items given up,
-//! redriving dead letters, rewrapping keys and managing tokens
-//! are the Cloud PMS Admin team's (the product's FAQ: "The Cloud PMS Admin
+//! redriving dead letters, rewrapping keys, managing tokens and setting an
+//! organization's request budget are the Cloud PMS Admin team's (the
+//! product's FAQ: "The Cloud PMS Admin
 //! team can disable or remove the integration").
 //!
 //! # Tokens
@@ -73,6 +74,11 @@ pub enum Action {
     RewrapKeys,
     /// Create, list and revoke admin tokens.
     ManageTokens,
+    /// Put a write-back request into one practice's outbox (sent only if
+    /// its type is on for the practice: [`Action::UpdateSettings`]).
+    SubmitWriteback(String),
+    /// Give an organization its own request budget, or back the fleet's.
+    SetBudget,
 }
 
 impl Action {
@@ -88,11 +94,13 @@ impl Action {
             | Action::RotateCredentials(p)
             | Action::DisablePractice(p)
             | Action::EnablePractice(p)
-            | Action::RemovePractice(p) => Some(p),
+            | Action::RemovePractice(p)
+            | Action::SubmitWriteback(p) => Some(p),
             Action::ViewFleet
             | Action::RedriveDeadLetters
             | Action::RewrapKeys
-            | Action::ManageTokens => None,
+            | Action::ManageTokens
+            | Action::SetBudget => None,
         }
     }
 
@@ -113,6 +121,8 @@ impl Action {
             Action::RedriveDeadLetters => "dlq.redrive",
             Action::RewrapKeys => "keys.rewrap",
             Action::ManageTokens => "admin-token.manage",
+            Action::SubmitWriteback(_) => "writeback.submit",
+            Action::SetBudget => "budget.set",
         }
     }
 
@@ -134,8 +144,9 @@ pub struct Principal {
 
 impl Principal {
     /// An operator running the CLI against the database directly: they
-    /// hold the database's credentials, so every action is theirs; the
-    /// name is for the audit log.
+    /// hold the database's credentials, so every action is theirs. `user`
+    /// is their operating-system login (the CLI reads it from the system,
+    /// never from a flag): the actor is `cli:{user}`.
     pub fn operator(user: &str) -> Principal {
         Principal {
             actor: format!("cli:{user}"),
@@ -170,7 +181,10 @@ pub fn decide(who: &Principal, action: &Action) -> Result<(), Refusal> {
             let own = who.practice_id.as_deref().ok_or(Refusal::NoPractice)?;
             let allowed = matches!(
                 action,
-                Action::ViewPractice(_) | Action::UpdateSettings(_) | Action::ForceSync(_)
+                Action::ViewPractice(_)
+                    | Action::UpdateSettings(_)
+                    | Action::ForceSync(_)
+                    | Action::SubmitWriteback(_)
             );
             if !allowed {
                 return Err(refuse());
@@ -268,6 +282,14 @@ impl Gate {
                 Err(AccessError::Refused(refusal))
             }
         }
+    }
+
+    /// Revokes the live token `token_id` (it stops authenticating at
+    /// once), authorized as [`Action::ManageTokens`] for `by` and audited:
+    /// false when no live token has that id.
+    pub async fn revoke_token(&self, by: &Principal, token_id: &str) -> Result<bool, AccessError> {
+        self.authorize(by, &Action::ManageTokens).await?;
+        Ok(self.store.revoke_admin_token(token_id, &by.actor).await?)
     }
 
     /// Creates a token for `role` (a `practice_user` token needs its

@@ -35,6 +35,8 @@ fn actions(practice: &str) -> Vec<Action> {
         Action::RedriveDeadLetters,
         Action::RewrapKeys,
         Action::ManageTokens,
+        Action::SubmitWriteback(p()),
+        Action::SetBudget,
     ]
 }
 
@@ -57,6 +59,8 @@ const TABLE: &[(&str, bool, bool, bool, bool)] = &[
     ("dlq.redrive", true, false, false, false),
     ("keys.rewrap", true, false, false, false),
     ("admin-token.manage", true, false, false, false),
+    ("writeback.submit", true, true, false, false),
+    ("budget.set", true, false, false, false),
 ];
 
 #[test]
@@ -193,11 +197,22 @@ async fn tokens_authenticate_as_their_role_and_refusals_are_audited() {
     );
 
     // Revoked, altered, malformed and empty tokens authenticate as no one.
+    let err = gate
+        .revoke_token(&reader_who, &user.record.token_id)
+        .await
+        .expect_err("a readonly token may not revoke");
+    assert!(matches!(err, AccessError::Refused(_)), "{err}");
     assert!(
-        store
-            .revoke_admin_token(&user.record.token_id, &operator.actor)
+        gate.revoke_token(&operator, &user.record.token_id)
             .await
             .expect("revokes")
+    );
+    assert!(
+        !gate
+            .revoke_token(&operator, &user.record.token_id)
+            .await
+            .expect("answers"),
+        "a revoked token is not live"
     );
     let mut altered = reader.token.expose_secret().to_owned();
     altered.pop();

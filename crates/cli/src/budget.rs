@@ -1,18 +1,16 @@
 //! `ascend-sync budget`: each organization's request budget, as the fleet
 //! keeps it (the limit, the rate it paces to now, a pause, the `429`s),
-//! and an organization's own limit.
+//! and an organization's own limit (gated and audited as `budget.set`).
 
-use anyhow::{Context, Result, bail};
+use access::Action;
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use model::OrgBudget;
 use store::Store;
-use sync_core::budget::{Policy, fresh};
 use time::OffsetDateTime;
 
 use crate::history::{format_time, or_dash, table, write_stdout};
-
-/// The highest limit an organization can be given, requests per second.
-const MAX_LIMIT: f64 = 1000.0;
+use crate::operator::{gate, operator};
 
 #[derive(Args)]
 pub struct BudgetArgs {
@@ -74,33 +72,31 @@ pub async fn run(args: BudgetArgs) -> Result<()> {
             requests_per_second,
             default: _,
         } => {
-            let limit = requests_per_second.map(checked_limit).transpose()?;
-            let organization_id: ascend_client::OrganizationId = organization_id
-                .parse()
-                .with_context(|| format!("bad Organization-ID {organization_id:?}"))?;
             let store = connect(&database_url).await?;
-            let org = organization_id.as_str();
-            let made = Policy::new(limit.unwrap_or(1.0));
-            store
-                .configure_budget(org, limit, |now| fresh(org, &made, now))
+            let who = operator();
+            let result = async {
+                gate(&store, &who, Action::SetBudget).await?;
+                control::admin::set_budget(
+                    &store,
+                    &organization_id,
+                    requests_per_second,
+                    &who.actor,
+                )
                 .await
-                .context("cannot set the budget")?;
+                .context("cannot set the budget")
+            }
+            .await;
             store.close().await;
-            match limit {
-                Some(limit) => println!("organization {org}: {limit} requests per second"),
-                None => println!("organization {org}: the fleet's default"),
+            result?;
+            match requests_per_second {
+                Some(limit) => {
+                    println!("organization {organization_id}: {limit} requests per second")
+                }
+                None => println!("organization {organization_id}: the fleet's default"),
             }
             Ok(())
         }
     }
-}
-
-/// A limit an operator may set: a number above 0, at most [`MAX_LIMIT`].
-fn checked_limit(limit: f64) -> Result<f64> {
-    if !limit.is_finite() || limit <= 0.0 || limit > MAX_LIMIT {
-        bail!("--requests-per-second must be above 0 and at most {MAX_LIMIT}, not {limit}");
-    }
-    Ok(limit)
 }
 
 async fn connect(url: &str) -> Result<Store> {
@@ -154,17 +150,4 @@ fn budget_json(b: &OrgBudget, now: OffsetDateTime) -> serde_json::Value {
         "requests": b.granted,
         "throttled": b.throttled,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_limit_must_be_a_positive_number_within_reason() {
-        assert_eq!(checked_limit(12.5).ok(), Some(12.5));
-        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1000.5] {
-            assert!(checked_limit(bad).is_err(), "{bad} accepted");
-        }
-    }
 }

@@ -8,6 +8,7 @@ mod data;
 mod demo;
 mod history;
 mod nightly;
+mod operator;
 mod practice;
 mod pull;
 mod runtime;

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use control::admin::WindowChange;
 use nightly::{Nightly, NightlyConfig};
 use serde_json::json;
-use store::{AuditEntry, AuditOutcome, DeleteCounts, Store};
-use sync_core::nightly::{Window, Zone, parse_hhmm, parse_time_zone};
+use store::{DeleteCounts, Store};
+use sync_core::nightly::Zone;
 use time::OffsetDateTime;
 use worker::credentials::VaultCredentials;
 
@@ -125,55 +126,32 @@ pub struct WindowArgs {
     end: Option<String>,
 }
 
-pub async fn window(store: &Store, actor: &str, args: WindowArgs) -> Result<()> {
-    let current = store
-        .nightly_settings(&args.practice_id)
-        .await?
-        .with_context(|| format!("practice {:?} is not registered", args.practice_id))?;
-    let changes = args.time_zone.is_some()
-        || args.clear_time_zone
-        || args.start.is_some()
-        || args.end.is_some();
-    let mut time_zone = current.time_zone.clone();
-    let mut start = current.window_start_minute;
-    let mut end = current.window_end_minute;
-    if changes {
-        if let Some(tz) = &args.time_zone {
-            time_zone = Some(parse_time_zone(tz)?);
-        }
-        if args.clear_time_zone {
-            time_zone = None;
-        }
-        if let Some(s) = &args.start {
-            start = i64::from(parse_hhmm(s)?);
-        }
-        if let Some(e) = &args.end {
-            end = i64::from(parse_hhmm(e)?);
-        }
-        Window::new(start, end)?;
-        store
-            .set_nightly_settings(&args.practice_id, time_zone.as_deref(), start, end)
-            .await?;
+/// `practice window`: shows the window, or changes it as the operator
+/// (gated as `practice.settings`, audited as `practice.window`).
+pub async fn window(store: &Store, who: &access::Principal, args: WindowArgs) -> Result<()> {
+    let change = WindowChange {
+        time_zone: if args.clear_time_zone {
+            Some(None)
+        } else {
+            args.time_zone.clone().map(Some)
+        },
+        start: args.start.clone(),
+        end: args.end.clone(),
+    };
+    if !change.is_empty() {
+        crate::operator::gate(
+            store,
+            who,
+            access::Action::UpdateSettings(args.practice_id.clone()),
+        )
+        .await?;
     }
-    let window = Window::new(start, end).unwrap_or(Window::DEFAULT);
-    let zone = Zone::choose(current.location_time_zone.as_deref(), time_zone.as_deref());
-    let summary = format!(
-        "window {window}, read in {zone}; own time zone {}",
-        time_zone.as_deref().unwrap_or("none")
-    );
-    if changes {
-        store
-            .record_audit(&AuditEntry {
-                actor: actor.to_owned(),
-                action: "practice.window".to_owned(),
-                practice_id: Some(args.practice_id.clone()),
-                outcome: AuditOutcome::Done,
-                detail: Some(summary.clone()),
-            })
-            .await?;
-    }
-    println!("practice {}: {summary}", args.practice_id);
-    if let (Some(own), Some(location)) = (&time_zone, &current.location_time_zone)
+    let shown = control::admin::change_window(store, &args.practice_id, &change, &who.actor)
+        .await
+        .with_context(|| format!("practice {:?}", args.practice_id))?;
+    println!("practice {}: {}", args.practice_id, shown.summary);
+    let settings = &shown.settings;
+    if let (Some(own), Some(location)) = (&settings.time_zone, &settings.location_time_zone)
         && own != location
         && Zone::choose(Some(location), None).name() == location
     {
@@ -182,7 +160,7 @@ pub async fn window(store: &Store, actor: &str, args: WindowArgs) -> Result<()> 
              own ({own})"
         );
     }
-    if args.start.is_some() != args.end.is_some() && changes {
+    if args.start.is_some() != args.end.is_some() {
         println!("note: only one end of the window was given; the other is unchanged");
     }
     Ok(())
@@ -253,7 +231,7 @@ pub fn deletes_json(counts: Option<&DeleteCounts>) -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use sync_core::nightly::{Window, parse_hhmm, parse_time_zone};
 
     #[test]
     fn bad_window_input_is_refused_with_what_to_give() {

@@ -3,26 +3,25 @@
 //! rewrap` and `admin-token create | list | revoke`.
 //!
 //! These commands act as an operator holding the database's credentials
-//! (the Cloud PMS Admin role); each change is written to the audit log with
-//! `--actor` (default `cli:$USER`). The admin API checks bearer tokens with
-//! the same [`access::Gate`].
+//! (the Cloud PMS Admin role, `crate::operator`): each change passes
+//! [`access::Gate`] and its `control` use case, and is written to the audit
+//! log as `cli:{login}`. The admin API checks bearer tokens with the same
+//! gate and calls the same use cases.
 
 use std::io::BufRead;
 use std::path::PathBuf;
 
-use access::{Gate, Principal, Role};
+use access::{Action, Gate, Principal, Role};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use control::{Connector, NewConnection};
 use secrecy::{ExposeSecret, SecretString};
-use store::{
-    AuditEntry, AuditOutcome, DEFAULT_SYNC_INTERVAL_MINUTES, NewPractice, Practice, Store,
-};
-use vault::{KmsConfig, KmsVault, LocalVault, Purpose, SealContext, Vault};
-use worker::credentials::to_sealed;
+use store::{DEFAULT_SYNC_INTERVAL_MINUTES, NewPractice, Practice, Store};
+use vault::{KmsConfig, KmsVault, LocalVault, Vault};
 use zeroize::Zeroizing;
 
 use crate::connect::ClientArgs;
+use crate::operator::{gate, operator};
 use crate::runtime::StoreArgs;
 
 /// Ascend's production API base.
@@ -77,9 +76,6 @@ impl VaultArgs {
 pub struct PracticeArgs {
     #[command(flatten)]
     store: StoreArgs,
-    /// Who is acting, for the audit log (default: cli:$USER).
-    #[arg(long, env = "ASCEND_SYNC_ACTOR", global = true)]
-    actor: Option<String>,
     #[command(subcommand)]
     action: PracticeAction,
 }
@@ -191,15 +187,6 @@ pub struct RemoveArgs {
     yes: bool,
 }
 
-/// The operator at the CLI: `--actor` as given, else `cli:$USER`.
-pub(crate) fn operator(actor: Option<&str>) -> Principal {
-    let mut who = Principal::operator(&std::env::var("USER").unwrap_or_else(|_| "unknown".into()));
-    if let Some(actor) = actor.map(str::trim).filter(|a| !a.is_empty()) {
-        actor.clone_into(&mut who.actor);
-    }
-    who
-}
-
 /// The first line of standard input, as a secret (its line break removed).
 fn secret_from_stdin() -> Result<SecretString> {
     let mut line = Zeroizing::new(String::new());
@@ -216,16 +203,42 @@ fn secret_from_stdin() -> Result<SecretString> {
 
 pub async fn practice(args: PracticeArgs) -> Result<()> {
     let store = args.store.open().await?;
-    let who = operator(args.actor.as_deref());
-    let result = match args.action {
-        PracticeAction::Add(add) => add_practice(&store, &who, add).await,
-        PracticeAction::RotateCredentials(rotate) => rotate_credentials(&store, &who, rotate).await,
+    let who = operator();
+    let result = practice_action(&store, &who, args.action).await;
+    store.close().await;
+    result
+}
+
+async fn practice_action(store: &Store, who: &Principal, action: PracticeAction) -> Result<()> {
+    match action {
+        PracticeAction::Add(add) => {
+            gate(store, who, Action::AddPractice(add.practice_id.clone())).await?;
+            add_practice(store, who, add).await
+        }
+        PracticeAction::RotateCredentials(rotate) => {
+            gate(
+                store,
+                who,
+                Action::RotateCredentials(rotate.practice_id.clone()),
+            )
+            .await?;
+            rotate_credentials(store, who, rotate).await
+        }
         PracticeAction::Disable(p) => {
-            let practice = control::disable(&store, &p.practice_id, &who.actor).await?;
+            gate(store, who, Action::DisablePractice(p.practice_id.clone())).await?;
+            let practice = control::disable(store, &p.practice_id, &who.actor).await?;
             print_practice("disabled", &practice);
             Ok(())
         }
-        PracticeAction::Enable(enable) => enable_practice(&store, &who, enable).await,
+        PracticeAction::Enable(enable) => {
+            gate(
+                store,
+                who,
+                Action::EnablePractice(enable.practice_id.clone()),
+            )
+            .await?;
+            enable_practice(store, who, enable).await
+        }
         PracticeAction::Remove(remove) => {
             if !remove.yes {
                 bail!(
@@ -234,12 +247,18 @@ pub async fn practice(args: PracticeArgs) -> Result<()> {
                     remove.practice_id
                 );
             }
-            let practice = control::remove(&store, &remove.practice_id, &who.actor).await?;
+            gate(
+                store,
+                who,
+                Action::RemovePractice(remove.practice_id.clone()),
+            )
+            .await?;
+            let practice = control::remove(store, &remove.practice_id, &who.actor).await?;
             print_practice("removed", &practice);
             Ok(())
         }
-        PracticeAction::Window(window) => crate::nightly::window(&store, &who.actor, window).await,
-        PracticeAction::List { json } => list(&store, json).await,
+        PracticeAction::Window(window) => crate::nightly::window(store, who, window).await,
+        PracticeAction::List { json } => list(store, json).await,
         PracticeAction::Audit { practice_id, limit } => {
             for r in store
                 .audit_log(practice_id.as_deref(), limit.max(1))
@@ -257,9 +276,7 @@ pub async fn practice(args: PracticeArgs) -> Result<()> {
             }
             Ok(())
         }
-    };
-    store.close().await;
-    result
+    }
 }
 
 /// What proves and seals credentials: the store, the vault and a client.
@@ -390,8 +407,6 @@ async fn list(store: &Store, json: bool) -> Result<()> {
 pub struct KeysArgs {
     #[command(flatten)]
     store: StoreArgs,
-    #[arg(long, env = "ASCEND_SYNC_ACTOR", global = true)]
-    actor: Option<String>,
     #[command(subcommand)]
     action: KeysAction,
 }
@@ -419,70 +434,30 @@ pub struct RewrapArgs {
 
 pub async fn keys(args: KeysArgs) -> Result<()> {
     let store = args.store.open().await?;
-    let who = operator(args.actor.as_deref());
+    let who = operator();
     let KeysAction::Rewrap(RewrapArgs { to_key_id, vault }) = args.action;
-    let vault = vault.open().await?;
-    let (mut rewrapped, mut changed, mut failed) = (0usize, 0usize, Vec::new());
-    for (practice_id, stored) in store.all_credentials().await? {
-        let Some(sealed) = to_sealed(&stored) else {
-            failed.push(format!("{practice_id}: its stored nonce is damaged"));
-            continue;
-        };
-        let ctx = SealContext::new(practice_id.as_str(), Purpose::AscendCredentials);
-        match vault.rewrap(&ctx, &sealed, &to_key_id).await {
-            Ok(new) => {
-                let stored_now = store
-                    .store_rewrapped_key(
-                        &practice_id,
-                        &stored.encrypted_data_key,
-                        &new.encrypted_data_key,
-                        &new.key_id,
-                    )
-                    .await?;
-                if stored_now {
-                    rewrapped += 1;
-                } else {
-                    changed += 1;
-                }
-            }
-            Err(error) => failed.push(format!("{practice_id}: {error}")),
+    let result = async {
+        gate(&store, &who, Action::RewrapKeys).await?;
+        let vault = vault.open().await?;
+        let report = control::admin::rewrap_keys(&store, &vault, &to_key_id, &who.actor).await?;
+        println!("{}", report.summary(&to_key_id));
+        if !report.failed.is_empty() {
+            bail!(
+                "these practices keep their old key (run again once fixed):\n{}",
+                report.failed.join("\n")
+            );
         }
+        Ok(())
     }
-    let summary = format!(
-        "{rewrapped} rewrapped to {to_key_id}, {changed} changed meanwhile (already sealed anew), \
-         {} failed",
-        failed.len()
-    );
-    store
-        .record_audit(&AuditEntry {
-            actor: who.actor.clone(),
-            action: "keys.rewrap".to_owned(),
-            practice_id: None,
-            outcome: if failed.is_empty() {
-                AuditOutcome::Done
-            } else {
-                AuditOutcome::Failed
-            },
-            detail: Some(summary.clone()),
-        })
-        .await?;
-    println!("{summary}");
+    .await;
     store.close().await;
-    if !failed.is_empty() {
-        bail!(
-            "these practices keep their old key (run again once fixed):\n{}",
-            failed.join("\n")
-        );
-    }
-    Ok(())
+    result
 }
 
 #[derive(Args)]
 pub struct TokenArgs {
     #[command(flatten)]
     store: StoreArgs,
-    #[arg(long, env = "ASCEND_SYNC_ACTOR", global = true)]
-    actor: Option<String>,
     #[command(subcommand)]
     action: TokenAction,
 }
@@ -514,7 +489,7 @@ pub enum TokenAction {
 
 pub async fn admin_token(args: TokenArgs) -> Result<()> {
     let store = args.store.open().await?;
-    let who = operator(args.actor.as_deref());
+    let who = operator();
     let gate = Gate::new(store.clone());
     match args.action {
         TokenAction::Create {
@@ -547,7 +522,7 @@ pub async fn admin_token(args: TokenArgs) -> Result<()> {
             }
         }
         TokenAction::Revoke { id } => {
-            if !store.revoke_admin_token(&id, &who.actor).await? {
+            if !gate.revoke_token(&who, &id).await? {
                 bail!("no live token has id {id:?} (see `admin-token list`)");
             }
             println!("revoked token {id}");

@@ -272,19 +272,19 @@ pub struct ForceArgs {
     /// The practice to sync now.
     #[arg(long)]
     practice_id: String,
-    /// Who is acting, for the audit log (default: cli:$USER).
-    #[arg(long, env = "ASCEND_SYNC_ACTOR")]
-    actor: Option<String>,
 }
 
 /// `ascend-sync force`: Force Sync Now from the command line (an admin).
 pub async fn force(args: ForceArgs) -> Result<()> {
     let store = args.store.open().await?;
     let queue = args.queue.open(&store).await?;
-    let who = crate::practice::operator(args.actor.as_deref());
-    access::Gate::new(store.clone())
-        .authorize(&who, &access::Action::ForceSync(args.practice_id.clone()))
-        .await?;
+    let who = crate::operator::operator();
+    crate::operator::gate(
+        &store,
+        &who,
+        access::Action::ForceSync(args.practice_id.clone()),
+    )
+    .await?;
     let decision = control::force_sync_by(
         &store,
         &queue,
@@ -326,9 +326,6 @@ pub struct DlqArgs {
     store: StoreArgs,
     #[command(flatten)]
     queue: QueueArgs,
-    /// Who is acting, for the audit log (default: cli:$USER).
-    #[arg(long, env = "ASCEND_SYNC_ACTOR", global = true)]
-    actor: Option<String>,
     #[command(subcommand)]
     action: DlqAction,
 }
@@ -433,10 +430,8 @@ pub async fn dlq(args: DlqArgs) -> Result<()> {
                 (true, None) => RedriveSelector::All,
                 (false, None) => bail!("give --all or --id ID"),
             };
-            let who = crate::practice::operator(args.actor.as_deref());
-            access::Gate::new(store.clone())
-                .authorize(&who, &access::Action::RedriveDeadLetters)
-                .await?;
+            let who = crate::operator::operator();
+            crate::operator::gate(&store, &who, access::Action::RedriveDeadLetters).await?;
             let report = control::redrive(&store, &queue, &which, &who.actor)
                 .await
                 .context("redrive failed")?;

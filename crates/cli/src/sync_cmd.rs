@@ -4,6 +4,9 @@
 //! the jobs production runs (plan, chunks, incremental), on the store's
 //! database queue with a worker in this process.
 //!
+//! It passes the gate as the operator (`practice.add` when it registers
+//! the practice, audited as `practice.register`; `practice.force-sync`).
+//!
 //! A by-hand tool: credentials come from a file (the line `ascend-sync sim`
 //! prints) and are not stored, so scheduled workers cannot sync a practice
 //! it registered until `ascend-sync practice add` connects it. Its URLs
@@ -14,6 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use access::Action;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use queue::{DbQueue, Queue, QueueSettings};
@@ -24,6 +28,7 @@ use worker::{SyncConfig, Syncer};
 
 use crate::connect::{ClientArgs, read_credentials_file};
 use crate::data::ArchiveArgs;
+use crate::operator::{gate, operator};
 
 #[derive(Args)]
 pub struct SyncArgs {
@@ -61,20 +66,26 @@ pub async fn run(args: SyncArgs) -> Result<()> {
     store.migrate().await.context("migrations failed")?;
     let archive = args.archive.open().await?;
     let client = args.client.fleet_client(&store)?;
+    let who = operator();
     if store.get_practice(&args.practice_id).await?.is_none() {
+        gate(&store, &who, Action::AddPractice(args.practice_id.clone())).await?;
         client.connect(connection.clone())?.probe().await.context(
             "the credentials, the Organization-ID or the vendor's enablement do not work",
         )?;
-        store
-            .upsert_practice(&NewPractice {
+        control::admin::register(
+            &store,
+            &NewPractice {
                 practice_id: args.practice_id.clone(),
                 organization_id,
                 location_id: args.location_id.map_or(0, |l| l as i64),
                 api_base,
                 sync_interval_minutes: store::DEFAULT_SYNC_INTERVAL_MINUTES,
-            })
-            .await?;
+            },
+            &who.actor,
+        )
+        .await?;
     }
+    gate(&store, &who, Action::ForceSync(args.practice_id.clone())).await?;
     // The jobs production runs, on the database queue of this store, with a
     // worker in this process that uses the file's credentials.
     let queue = Queue::from(DbQueue::new(store.clone(), QueueSettings::default()));

@@ -1,17 +1,21 @@
 //! `ascend-sync writeback`: put write-back requests into the outbox, list
 //! the outbox, and read or change a practice's switches (issue 15;
-//! `docs/writeback.md`). Changes are audited as `--actor` (default
-//! `cli:$USER`).
+//! `docs/writeback.md`). Each change passes [`access::Gate`] as the
+//! operator (`crate::operator`): a submit as `writeback.submit` (the
+//! item records who submitted it), a change of switches as
+//! `practice.settings` (audited).
 
 use std::path::PathBuf;
 
+use access::{Action, Principal};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use model::{ItemStatus, OutboxItem, WritebackSettings, WritebackType};
 use serde_json::{Value, json};
-use store::SettingsChange;
+use store::{SettingsChange, Store};
 
 use crate::history::{format_time, or_dash, table, write_stdout};
+use crate::operator::{gate, operator};
 use crate::runtime::StoreArgs;
 
 /// The largest request file read (a 5 MiB document, base64, and its fields).
@@ -21,9 +25,6 @@ const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
 pub struct WritebackArgs {
     #[command(flatten)]
     store: StoreArgs,
-    /// Who is acting, for the audit log and the outbox (default: cli:$USER).
-    #[arg(long, env = "ASCEND_SYNC_ACTOR", global = true)]
-    actor: Option<String>,
     #[command(subcommand)]
     command: WritebackCommand,
 }
@@ -92,14 +93,23 @@ enum WritebackCommand {
 /// `ascend-sync writeback`.
 pub async fn run(args: WritebackArgs) -> Result<()> {
     let store = args.store.open().await?;
-    let actor = crate::practice::operator(args.actor.as_deref()).actor;
-    let result = match args.command {
+    let who = operator();
+    let result = run_command(&store, &who, args.command).await;
+    store.close().await;
+    result
+}
+
+async fn run_command(store: &Store, who: &Principal, command: WritebackCommand) -> Result<()> {
+    match command {
         WritebackCommand::Submit {
             practice,
             kind,
             json,
             key,
-        } => submit(&store, &actor, &practice, &kind, &json, key).await,
+        } => {
+            gate(store, who, Action::SubmitWriteback(practice.clone())).await?;
+            submit(store, &who.actor, &practice, &kind, &json, key).await
+        }
         WritebackCommand::List {
             practice,
             status,
@@ -155,7 +165,8 @@ pub async fn run(args: WritebackArgs) -> Result<()> {
                     .await
                     .context("cannot read the settings")?
             } else {
-                control::writeback::change_settings(&store, &practice, &change, &actor).await?
+                gate(store, who, Action::UpdateSettings(practice.clone())).await?;
+                control::writeback::change_settings(store, &practice, &change, &who.actor).await?
             };
             let text = if as_json {
                 settings_json(&settings).to_string() + "\n"
@@ -164,9 +175,7 @@ pub async fn run(args: WritebackArgs) -> Result<()> {
             };
             write_stdout(&text)
         }
-    };
-    store.close().await;
-    result
+    }
 }
 
 async fn submit(

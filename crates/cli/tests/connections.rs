@@ -22,7 +22,9 @@ use queue::{DbQueue, Lane, Outgoing, Queue, QueueSettings, SqsQueue};
 use secrecy::SecretString;
 use store::{HistoryQuery, PracticeStatus, RunState, Store};
 use sync_core::Scope;
-use system_tests::{Db, SIM_HOST, Sim, TempDir, TestStore, assert_table_equals_source, eventually};
+use system_tests::{
+    Db, SIM_HOST, Sim, TempDir, TestStore, assert_table_equals_source, cli_operator, eventually,
+};
 use worker::credentials::to_stored;
 
 const ENDPOINT_VAR: &str = "ASCEND_SYNC_TEST_AWS_ENDPOINT";
@@ -190,7 +192,8 @@ impl Env {
         let mut cmd = Command::new(BIN);
         cmd.args(args)
             .env("DATABASE_URL", self.database_url())
-            .env("ASCEND_SYNC_ACTOR", "cli:test-operator")
+            // Not read any more: the actor is the system login.
+            .env("ASCEND_SYNC_ACTOR", "cli:not-the-operator")
             .env("ASCEND_SYNC_LOG", "debug")
             .env("ASCEND_SYNC_ALLOW_TEST_HOST", SIM_HOST)
             .stdin(Stdio::piped())
@@ -786,6 +789,7 @@ async fn rewrap_disable_enable_and_remove(kind: VaultKind) -> Result<()> {
     ensure!(env.status("p-b").await? == PracticeStatus::Removed);
 
     let audit = env.ok(&["practice", "audit"], None)?;
+    let operator = cli_operator()?;
     for action in [
         "practice.add",
         "keys.rewrap",
@@ -796,7 +800,7 @@ async fn rewrap_disable_enable_and_remove(kind: VaultKind) -> Result<()> {
         ensure!(
             audit
                 .lines()
-                .any(|l| l.contains(action) && l.contains("cli:test-operator")),
+                .any(|l| l.contains(action) && l.contains(&operator)),
             "the audit log has {action} by its actor:\n{audit}"
         );
     }

@@ -2,8 +2,9 @@
 //! 15: a practice synced by `ascend-sync sync`, its switches shown and
 //! changed, a request submitted from a file twice, bad requests refused,
 //! the outbox listed), and the checks and audit rows of issue 16's
-//! security points (practice ids at connect; `force` and `dlq redrive`
-//! gated and audited as the operator).
+//! security points (practice ids at connect; every changing command gated
+//! and audited as the operator, the system login; a practice's URLs held
+//! to the vendor's hosts unless a test host is allowed).
 
 use std::process::{Command, Output};
 
@@ -11,7 +12,7 @@ use anyhow::{Context, Result, ensure};
 use ascend_sim::{SimConfig, Size};
 use serde_json::{Value, json};
 use store::{Store, Table};
-use system_tests::{Sim, TempDir};
+use system_tests::{SIM_HOST, Sim, TempDir, cli_operator};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ascend-sync");
 
@@ -19,7 +20,8 @@ fn run(args: &[&str], db: &str) -> Result<Output> {
     Command::new(BIN)
         .args(args)
         .env("DATABASE_URL", db)
-        .env("ASCEND_SYNC_ACTOR", "cli:test-operator")
+        // Not read any more: the actor is the system login.
+        .env("ASCEND_SYNC_ACTOR", "cli:not-the-operator")
         .output()
         .context("cannot run ascend-sync")
 }
@@ -79,7 +81,7 @@ async fn synced(dir: &TempDir) -> Result<(Sim, String)> {
             "1000",
             "--insecure-loopback",
             "--allow-test-host",
-            "127.0.0.1",
+            SIM_HOST,
         ],
         &db,
     )?;
@@ -142,7 +144,7 @@ async fn an_operator_switches_submits_and_lists() -> Result<()> {
         &db,
     )?;
     ensure!(
-        table.contains("sms_log") && table.contains("cli:test-operator"),
+        table.contains("sms_log") && table.contains(&cli_operator()?),
         "{table}"
     );
 
@@ -169,6 +171,16 @@ async fn an_operator_switches_submits_and_lists() -> Result<()> {
     ensure!(first.contains("stored; pending"), "{first}");
     let second = ok(&args, &db)?;
     ensure!(second.contains("already in the outbox"), "{second}");
+    let listed: Value = serde_json::from_str(
+        ok(&["writeback", "list", "--practice", "p1", "--json"], &db)?
+            .lines()
+            .next()
+            .context("one item listed")?,
+    )?;
+    ensure!(
+        listed["submitted_by"] == cli_operator()?.as_str(),
+        "the item records the operator as its submitter: {listed}"
+    );
     // A type that is off is held, and a bad request is refused.
     let call = dir.path().join("call.json");
     std::fs::write(
@@ -327,16 +339,208 @@ async fn force_and_redrive_are_audited_as_the_operator() -> Result<()> {
         .filter(|a| a.action == "practice.force" || a.action == "dlq.redrive")
         .map(|a| (a.action.as_str(), a.outcome.as_str(), a.actor.as_str()))
         .collect();
+    let operator = cli_operator()?;
     for expected in [
-        ("practice.force", "done", "cli:test-operator"),
-        ("dlq.redrive", "done", "cli:test-operator"),
-        ("practice.force", "refused", "cli:test-operator"),
+        ("practice.force", "done", operator.as_str()),
+        ("dlq.redrive", "done", operator.as_str()),
+        ("practice.force", "refused", operator.as_str()),
     ] {
         ensure!(
             rows.contains(&expected),
             "no audit row {expected:?} in {rows:?}"
         );
     }
+    sim.shutdown().await;
+    Ok(())
+}
+
+/// `practice add` for organization 0 of `sim` as `practice_id`, the
+/// secret on standard input, with `extra` arguments.
+fn add(sim: &Sim, db: &str, key: &str, practice_id: &str, extra: &[&str]) -> Result<Output> {
+    let info = sim.org(0);
+    let mut child = Command::new(BIN)
+        .args([
+            "practice",
+            "add",
+            "--practice-id",
+            practice_id,
+            "--organization-id",
+            &info.organization_id,
+            "--location-id",
+            "0",
+            "--client-id",
+            &info.client_id,
+            "--client-secret-stdin",
+            "--api-base",
+            &info.api_base,
+            "--token-url",
+            &info.token_url,
+            "--master-key-file",
+            key,
+            "--insecure-loopback",
+        ])
+        .args(extra)
+        .env("DATABASE_URL", db)
+        .env("ASCEND_SYNC_ACTOR", "cli:not-the-operator")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write;
+        stdin.write_all(format!("{}\n", info.client_secret).as_bytes())?;
+    }
+    Ok(child.wait_with_output()?)
+}
+
+/// Every command that changes something passes the gate and is audited
+/// with the operator (the system login) as the actor, whatever
+/// `ASCEND_SYNC_ACTOR` says; `--actor` is no longer accepted. A practice
+/// added with the simulator's URLs is refused unless the test host is
+/// allowed, and the refusal is audited too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_changing_command_is_audited_as_the_operator() -> Result<()> {
+    let dir = TempDir::new("operator-audit")?;
+    let (sim, db) = synced(&dir).await?;
+    let key = dir.path().join("master.key").to_string_lossy().into_owned();
+    let operator = cli_operator()?;
+    let info = sim.org(0).clone();
+    let key_id = vault::LocalVault::open(std::path::Path::new(&key))?
+        .key_id()
+        .to_owned();
+
+    // The simulator is not a vendor host: refused until allowed.
+    let out = add(&sim, &db, &key, "p2", &[])?;
+    ensure!(!out.status.success(), "a non-vendor host was accepted");
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        err.contains("prod.hs1api.com") && err.contains("ASCEND_SYNC_ALLOW_TEST_HOST"),
+        "{err}"
+    );
+    let out = add(&sim, &db, &key, "p2", &["--allow-test-host", SIM_HOST])?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let commands: Vec<Vec<&str>> = vec![
+        vec![
+            "practice",
+            "window",
+            "--practice-id",
+            "p1",
+            "--start",
+            "02:00",
+            "--end",
+            "04:00",
+        ],
+        vec!["practice", "disable", "--practice-id", "p1"],
+        vec![
+            "practice",
+            "enable",
+            "--practice-id",
+            "p1",
+            "--master-key-file",
+            &key,
+        ],
+        vec![
+            "budget",
+            "set",
+            "--organization-id",
+            &info.organization_id,
+            "--requests-per-second",
+            "50",
+        ],
+        vec![
+            "admin-token",
+            "create",
+            "--role",
+            "readonly",
+            "--label",
+            "audit-test",
+        ],
+        vec![
+            "writeback",
+            "settings",
+            "--practice",
+            "p1",
+            "--enable",
+            "call_log",
+        ],
+        vec![
+            "keys",
+            "rewrap",
+            "--to-key-id",
+            &key_id,
+            "--master-key-file",
+            &key,
+        ],
+        vec!["practice", "remove", "--practice-id", "p2", "--yes"],
+    ];
+    for command in &commands {
+        ok(command, &db)?;
+    }
+    let store = Store::connect(&db).await?;
+    let token = store
+        .list_admin_tokens()
+        .await?
+        .into_iter()
+        .find(|t| t.label == "audit-test")
+        .context("the token was created")?;
+    store.close().await;
+    ok(&["admin-token", "revoke", "--id", &token.token_id], &db)?;
+    let err = refused(
+        &[
+            "practice",
+            "disable",
+            "--practice-id",
+            "p1",
+            "--actor",
+            "mallory",
+        ],
+        &db,
+    )?;
+    ensure!(err.contains("--actor"), "free text is not an actor: {err}");
+
+    let store = Store::connect(&db).await?;
+    let audit = store.audit_log(None, 1000).await?;
+    store.close().await;
+    ensure!(
+        token.created_by == operator,
+        "the token's creator is the operator: {}",
+        token.created_by
+    );
+    for (action, outcome) in [
+        ("practice.register", "done"),
+        ("practice.add", "refused"),
+        ("practice.add", "done"),
+        ("practice.window", "done"),
+        ("practice.disable", "done"),
+        ("practice.enable", "done"),
+        ("budget.set", "done"),
+        ("admin-token.create", "done"),
+        ("admin-token.revoke", "done"),
+        ("writeback.switch", "done"),
+        ("keys.rewrap", "done"),
+        ("practice.remove", "done"),
+    ] {
+        ensure!(
+            audit.iter().any(|a| a.action == action
+                && a.outcome.as_str() == outcome
+                && a.actor == operator),
+            "no {action} {outcome} by {operator} in {:?}",
+            audit
+                .iter()
+                .map(|a| (a.action.as_str(), a.outcome.as_str(), a.actor.as_str()))
+                .collect::<Vec<_>>()
+        );
+    }
+    ensure!(
+        audit.iter().all(|a| a.actor == operator),
+        "every row is the operator's: {:?}",
+        audit.iter().map(|a| &a.actor).collect::<Vec<_>>()
+    );
     sim.shutdown().await;
     Ok(())
 }

@@ -16,9 +16,15 @@
 //! - [`redrive`]: dead letters back to their lanes, audited.
 //! - [`writeback::submit`], [`writeback::change_settings`]: write-back
 //!   requests into the outbox, and the switches that say what may be sent.
+//! - [`admin::change_window`], [`admin::rewrap_keys`],
+//!   [`admin::set_budget`], [`admin::register`]: a practice's processing
+//!   window, every data key under another key, an organization's request
+//!   budget, a practice registered without credentials (the by-hand
+//!   `sync`).
 //!
 //! A refused proof is audited as `failed` and explained; nothing is saved.
 
+pub mod admin;
 pub mod manage;
 pub mod writeback;
 
@@ -381,7 +387,7 @@ pub async fn redrive(
     Ok(result?)
 }
 
-async fn registered(store: &Store, practice_id: &str) -> Result<Practice, ControlError> {
+pub(crate) async fn registered(store: &Store, practice_id: &str) -> Result<Practice, ControlError> {
     store
         .get_practice(practice_id)
         .await?

@@ -367,6 +367,7 @@ async fn settings_persist_and_a_resync_repairs_a_gap() -> Result<()> {
                 "sync_interval_minutes": 5,
                 "writeback": {"sms_log": true, "call_log": false},
                 "note_provider_id": provider,
+                "nightly": {"start": "02:00", "end": "04:30", "time_zone": "America/Chicago"},
             })),
         )
         .await?;
@@ -374,6 +375,12 @@ async fn settings_persist_and_a_resync_repairs_a_gap() -> Result<()> {
     let (_, settings) = app.call(Method::GET, &path, &app.readonly, None).await?;
     ensure!(settings["sync_interval_minutes"] == 5, "{settings}");
     ensure!(settings["note_provider_id"] == provider, "{settings}");
+    ensure!(settings["nightly"]["start"] == "02:00", "{settings}");
+    ensure!(settings["nightly"]["end"] == "04:30", "{settings}");
+    ensure!(
+        settings["nightly"]["time_zone"] == "America/Chicago",
+        "{settings}"
+    );
     let sms = settings["writeback"]
         .as_array()
         .and_then(|t| t.iter().find(|x| x["type"] == "sms_log"))
@@ -474,6 +481,27 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing() -> Result<()> {
         (
             Method::PATCH,
             settings.clone(),
+            Some(json!({"sync_interval_minutes": 5, "nightly": {"start": "25:00"}})),
+            StatusCode::BAD_REQUEST,
+            "invalid",
+        ),
+        (
+            Method::PATCH,
+            settings.clone(),
+            Some(json!({"sync_interval_minutes": 5, "nightly": {"time_zone": "Mars/Olympus"}})),
+            StatusCode::BAD_REQUEST,
+            "invalid",
+        ),
+        (
+            Method::PATCH,
+            settings.clone(),
+            Some(json!({"sync_interval_minutes": 5, "writeback": {"sms_log": true}})),
+            StatusCode::BAD_REQUEST,
+            "invalid",
+        ),
+        (
+            Method::PATCH,
+            settings.clone(),
             Some(json!({"interval": 5})),
             StatusCode::BAD_REQUEST,
             "invalid",
@@ -559,6 +587,18 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing() -> Result<()> {
             "invalid",
         ),
         (
+            Method::POST,
+            "/api/v1/practices".into(),
+            Some(
+                json!({"practice_id": "evil-1", "organization_id": app.sim.org(0).organization_id,
+                "api_base": "https://prod.hs1api.com/ascend-gateway/api",
+                "token_url": "https://collector.example.com/oauth/client_credential/accesstoken",
+                "client_id": "x", "client_secret": "x"}),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid",
+        ),
+        (
             Method::GET,
             "/api/v1/nothing-here".into(),
             None,
@@ -588,9 +628,20 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing() -> Result<()> {
         .await?
         .context("practice")?;
     ensure!(practice.sync_interval_minutes == 15, "nothing changed");
+    // Bad input writes no audit row, except the connect to a foreign
+    // host: a refused attempt on credentials is kept as `refused`.
+    let after = app.store.store.audit_log(None, 10_000).await?;
+    ensure!(after.len() == audit_before + 1, "{after:#?}");
     ensure!(
-        app.store.store.audit_log(None, 10_000).await?.len() == audit_before,
-        "bad input writes no audit row"
+        after[0].action == "practice.add"
+            && after[0].outcome == AuditOutcome::Refused
+            && after[0].practice_id.as_deref() == Some("evil-1"),
+        "{:#?}",
+        after[0]
+    );
+    ensure!(
+        app.store.store.get_practice("evil-1").await?.is_none(),
+        "nothing of the refused connect was saved"
     );
     Ok(())
 }

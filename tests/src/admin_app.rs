@@ -67,6 +67,7 @@ impl App {
             store: store.store.clone(),
             vault,
             client: client.clone(),
+            hosts: crate::sim_hosts(),
         };
         let worker = Worker::new(
             Syncer::new(

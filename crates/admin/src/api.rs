@@ -140,6 +140,35 @@ pub struct SettingsView {
     pub writeback: Vec<WritebackTypeView>,
     /// The provider SMS notes are attributed to.
     pub note_provider_id: Option<u64>,
+    /// When the nightly worker applies captured deletes.
+    pub nightly: NightlyView,
+}
+
+/// A practice's processing window for the nightly worker.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NightlyView {
+    /// Start, local `HH:MM`.
+    pub start: String,
+    /// End (excluded), local `HH:MM`.
+    pub end: String,
+    /// The practice's own IANA time zone, if set.
+    pub time_zone: Option<String>,
+    /// The time zone of its location record in Ascend (wins when given).
+    pub location_time_zone: Option<String>,
+    /// One line: the window and the zone it is read in.
+    pub summary: String,
+}
+
+/// A change of the processing window: only the fields given change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NightlyChange {
+    /// Local `HH:MM`.
+    pub start: Option<String>,
+    /// Local `HH:MM` (excluded).
+    pub end: Option<String>,
+    /// An IANA name; `""` forgets it.
+    pub time_zone: Option<String>,
 }
 
 /// One write-back type's switch.
@@ -163,6 +192,8 @@ pub struct SettingsChangeRequest {
     /// The provider SMS notes are attributed to (must be one of the
     /// practice's synced providers); `0` clears it.
     pub note_provider_id: Option<u64>,
+    /// The nightly processing window.
+    pub nightly: Option<NightlyChange>,
 }
 
 /// One attempt in sync history.
@@ -508,6 +539,14 @@ pub(crate) async fn settings_view(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no practice {practice_id:?}")))?;
     let wb = state.store.writeback_settings(practice_id).await?;
+    let window = control::admin::change_window(
+        &state.store,
+        practice_id,
+        &control::admin::WindowChange::default(),
+        "",
+    )
+    .await?;
+    let hhmm = |m: i64| format!("{:02}:{:02}", m / 60, m % 60);
     Ok(SettingsView {
         practice_id: practice_id.to_owned(),
         sync_interval_minutes: practice.sync_interval_minutes,
@@ -523,7 +562,47 @@ pub(crate) async fn settings_view(
             })
             .collect(),
         note_provider_id: wb.note_provider_id,
+        nightly: NightlyView {
+            start: hhmm(window.settings.window_start_minute),
+            end: hhmm(window.settings.window_end_minute),
+            time_zone: window.settings.time_zone,
+            location_time_zone: window.settings.location_time_zone,
+            summary: window.summary,
+        },
     })
+}
+
+/// Checks a window change against the practice's current window, as
+/// [`control::admin::change_window`] will, before anything is stored.
+async fn check_window(
+    state: &AdminState,
+    practice_id: &str,
+    change: &NightlyChange,
+) -> Result<(), ApiError> {
+    use sync_core::nightly::{Window, parse_hhmm, parse_time_zone};
+    let current = state
+        .store
+        .nightly_settings(practice_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no practice {practice_id:?}")))?;
+    let minute = |text: &Option<String>, now: i64| match text {
+        Some(t) => parse_hhmm(t)
+            .map(i64::from)
+            .map_err(|e| ApiError::invalid(e.to_string())),
+        None => Ok(now),
+    };
+    let start = minute(&change.start, current.window_start_minute)?;
+    let end = minute(&change.end, current.window_end_minute)?;
+    Window::new(start, end).map_err(|e| ApiError::invalid(e.to_string()))?;
+    if let Some(tz) = change
+        .time_zone
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        parse_time_zone(tz).map_err(|e| ApiError::invalid(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// Applies a settings change as `actor`: the interval, then the
@@ -559,18 +638,47 @@ pub(crate) async fn change_settings(
     if state.store.get_practice(practice_id).await?.is_none() {
         return Err(ApiError::not_found(format!("no practice {practice_id:?}")));
     }
-    if let Some(minutes) = change.sync_interval_minutes {
-        control::manage::set_interval(&state.store, practice_id, minutes, actor).await?;
-    }
+    // Everything is checked before anything is stored, so a refused
+    // change stores nothing: the provider and the window first, then the
+    // switches (sms_log needs a provider), the window, the interval.
     let note_provider_id = change
         .note_provider_id
         .map(|id| if id == 0 { None } else { Some(id) });
+    if let Some(Some(provider)) = note_provider_id
+        && !state
+            .store
+            .has_landed(practice_id, Table::Providers, provider)
+            .await?
+    {
+        return Err(ApiError::invalid(format!(
+            "provider {provider} is not one of the practice's synced providers"
+        )));
+    }
+    if let Some(nightly) = &change.nightly {
+        check_window(state, practice_id, nightly).await?;
+    }
     if !switch.is_empty() || note_provider_id.is_some() {
         let wb = SettingsChange {
             switch,
             note_provider_id,
         };
         control::writeback::change_settings(&state.store, practice_id, &wb, actor).await?;
+    }
+    if let Some(nightly) = &change.nightly {
+        let window = control::admin::WindowChange {
+            time_zone: nightly
+                .time_zone
+                .as_ref()
+                .map(|tz| Some(tz.trim().to_owned()).filter(|t| !t.is_empty())),
+            start: nightly.start.clone(),
+            end: nightly.end.clone(),
+        };
+        if !window.is_empty() {
+            control::admin::change_window(&state.store, practice_id, &window, actor).await?;
+        }
+    }
+    if let Some(minutes) = change.sync_interval_minutes {
+        control::admin::set_interval(&state.store, practice_id, minutes, actor).await?;
     }
     Ok(())
 }
@@ -799,8 +907,7 @@ pub async fn resync(
     let req = json(body)?;
     let tables = resources(req.resource.as_deref())?;
     let who = authorize(&state, &headers, &Action::Resync(id.clone())).await?;
-    let done =
-        control::manage::resync(&state.store, &state.queue, &id, &tables, &who.actor).await?;
+    let done = control::admin::resync(&state.store, &state.queue, &id, &tables, &who.actor).await?;
     let mut view = force_view(&done.decision);
     view.resources = Some(
         done.resources
@@ -1120,7 +1227,7 @@ pub async fn retry_item(
         .gate
         .authorize(&who, &Action::RetryWriteback(item.practice_id.clone()))
         .await?;
-    control::manage::retry_writeback(&state.store, item_id, &who.actor).await?;
+    control::admin::retry_writeback(&state.store, item_id, &who.actor).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

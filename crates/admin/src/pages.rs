@@ -648,6 +648,7 @@ async fn settings_post(
         sync_interval_minutes: interval.filter(|m| *m != current.sync_interval_minutes),
         writeback: (!writeback.is_empty()).then_some(writeback),
         note_provider_id,
+        nightly: None,
     };
     api::change_settings(&state, &id, &change, &s.who.actor).await?;
     Ok(redirect(&format!(
@@ -697,7 +698,7 @@ async fn resync_post(
     let fields = checked_form(&s, form)?;
     let tables = api::resources(field(&fields, "resource"))?;
     allowed(&state, &s, &Action::Resync(id.clone())).await?;
-    control::manage::resync(&state.store, &state.queue, &id, &tables, &s.who.actor)
+    control::admin::resync(&state.store, &state.queue, &id, &tables, &s.who.actor)
         .await
         .map_err(ApiError::from)?;
     Ok(redirect(&format!(

@@ -97,6 +97,21 @@ pub enum PracticeAction {
     /// Destroy a practice's credentials and stop it for good; every landed
     /// row and its sync history are kept.
     Remove(RemoveArgs),
+    /// Set a practice's sync interval (2, 5, 10, 15, 30, 45 or 60 minutes).
+    Interval {
+        #[arg(long)]
+        practice_id: String,
+        /// Minutes between incremental syncs.
+        #[arg(long)]
+        minutes: i16,
+        /// Print the outcome as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pull a practice's whole history again (every synced resource, or
+    /// one): its watermarks are forgotten and a Force Sync Now starts the
+    /// pass. Refused while a sync of it runs, and during its initial sync.
+    Resync(ResyncArgs),
     /// Show or set a practice's processing window (when the nightly role
     /// applies its captured deletes) and its own time zone.
     Window(crate::nightly::WindowArgs),
@@ -163,6 +178,20 @@ pub struct RotateArgs {
 }
 
 #[derive(Args)]
+pub struct ResyncArgs {
+    #[arg(long)]
+    practice_id: String,
+    /// Only this resource (`patients`, `appointments`...).
+    #[arg(long)]
+    resource: Option<String>,
+    #[command(flatten)]
+    queue: crate::runtime::QueueArgs,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 pub struct PracticeIdArgs {
     #[arg(long)]
     practice_id: String,
@@ -223,6 +252,54 @@ async fn practice_action(store: &Store, who: &Principal, action: PracticeAction)
             )
             .await?;
             rotate_credentials(store, who, rotate).await
+        }
+        PracticeAction::Interval {
+            practice_id,
+            minutes,
+            json,
+        } => {
+            gate(store, who, Action::UpdateSettings(practice_id.clone())).await?;
+            let old =
+                control::admin::set_interval(store, &practice_id, minutes, &who.actor).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"practice_id": practice_id, "old_minutes": old,
+                        "sync_interval_minutes": minutes})
+                );
+            } else {
+                println!("practice {practice_id}: every {minutes} minutes (was {old})");
+            }
+            Ok(())
+        }
+        PracticeAction::Resync(args) => {
+            let tables = match args.resource.as_deref() {
+                None => Vec::new(),
+                Some(name) => vec![name.parse::<store::Table>().map_err(|e| {
+                    anyhow::anyhow!("{e}: give one of the resources `status --practice` lists")
+                })?],
+            };
+            gate(store, who, Action::Resync(args.practice_id.clone())).await?;
+            let queue = args.queue.open(store).await?;
+            let done =
+                control::admin::resync(store, &queue, &args.practice_id, &tables, &who.actor)
+                    .await?;
+            let names: Vec<&str> = done.resources.iter().map(|t| t.as_str()).collect();
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"practice_id": args.practice_id, "resources": names,
+                        "force": format!("{:?}", done.decision)})
+                );
+            } else {
+                println!(
+                    "practice {}: {} pulled whole again by the next pass ({:?})",
+                    args.practice_id,
+                    names.join(", "),
+                    done.decision
+                );
+            }
+            Ok(())
         }
         PracticeAction::Disable(p) => {
             gate(store, who, Action::DisablePractice(p.practice_id.clone())).await?;

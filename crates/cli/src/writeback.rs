@@ -49,6 +49,16 @@ enum WritebackCommand {
         #[arg(long)]
         key: Option<String>,
     },
+    /// Send an item that was given up (dead) or waits for its next try
+    /// (failed) again, now: looked up in Ascend first if it was ever sent.
+    Retry {
+        /// The item's number (`writeback list`).
+        #[arg(long)]
+        item: i64,
+        /// Print the item afterwards as JSON.
+        #[arg(long = "json")]
+        as_json: bool,
+    },
     /// The outbox, newest first.
     List {
         /// Only this practice's items.
@@ -109,6 +119,35 @@ async fn run_command(store: &Store, who: &Principal, command: WritebackCommand) 
         } => {
             gate(store, who, Action::SubmitWriteback(practice.clone())).await?;
             submit(store, &who.actor, &practice, &kind, &json, key).await
+        }
+        WritebackCommand::Retry { item, as_json } => {
+            let found = store
+                .writeback_item(item)
+                .await
+                .context("cannot read the outbox")?
+                .with_context(|| format!("there is no write-back item {item}"))?;
+            gate(
+                store,
+                who,
+                Action::RetryWriteback(found.practice_id.clone()),
+            )
+            .await?;
+            control::admin::retry_writeback(store, item, &who.actor).await?;
+            let after = store
+                .writeback_item(item)
+                .await
+                .context("cannot read the outbox")?
+                .with_context(|| format!("write-back item {item} is gone"))?;
+            let text = if as_json {
+                item_json(&after).to_string() + "\n"
+            } else {
+                format!(
+                    "write-back item {item} ({}) is {} again and is sent by the next write-back \
+                     job\n",
+                    after.kind, after.status
+                )
+            };
+            write_stdout(&text)
         }
         WritebackCommand::List {
             practice,

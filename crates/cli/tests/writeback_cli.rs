@@ -544,3 +544,120 @@ async fn every_changing_command_is_audited_as_the_operator() -> Result<()> {
     sim.shutdown().await;
     Ok(())
 }
+
+/// The admin API's other changes as CLI commands (issue 16): a practice's
+/// interval, a resync, a retry of a write-back item given up; each with
+/// `--json`, each gated and audited as the operator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interval_resync_and_retry_are_commands_too() -> Result<()> {
+    let dir = TempDir::new("admin-commands")?;
+    let (sim, db) = synced(&dir).await?;
+    let out = ok(
+        &[
+            "practice",
+            "interval",
+            "--practice-id",
+            "p1",
+            "--minutes",
+            "5",
+            "--json",
+        ],
+        &db,
+    )?;
+    let line: Value = serde_json::from_str(out.trim())?;
+    ensure!(
+        line["old_minutes"] == 15 && line["sync_interval_minutes"] == 5,
+        "{line}"
+    );
+    let err = refused(
+        &[
+            "practice",
+            "interval",
+            "--practice-id",
+            "p1",
+            "--minutes",
+            "7",
+        ],
+        &db,
+    )?;
+    ensure!(err.contains("not offered"), "{err}");
+    let out = ok(
+        &[
+            "practice",
+            "resync",
+            "--practice-id",
+            "p1",
+            "--resource",
+            "patients",
+            "--json",
+        ],
+        &db,
+    )?;
+    let line: Value = serde_json::from_str(out.trim())?;
+    ensure!(line["resources"] == json!(["patients"]), "{line}");
+    let err = refused(
+        &[
+            "practice",
+            "resync",
+            "--practice-id",
+            "p1",
+            "--resource",
+            "x-rays",
+        ],
+        &db,
+    )?;
+    ensure!(err.contains("x-rays"), "{err}");
+    // A dead item, retried.
+    let store = Store::connect(&db).await?;
+    store
+        .change_writeback_settings(
+            "p1",
+            &store::SettingsChange {
+                switch: vec![(model::WritebackType::CallLog, true)],
+                note_provider_id: None,
+            },
+            "test",
+        )
+        .await?;
+    let item = store
+        .submit_writeback(&store::NewItem {
+            practice_id: "p1".into(),
+            kind: model::WritebackType::CallLog,
+            idempotency_key: "cli-retry-1".into(),
+            body: "{}".into(),
+            submitted_by: "test".into(),
+        })
+        .await?
+        .item
+        .item_id;
+    store
+        .end_writeback(
+            item,
+            &store::ItemEnd::Dead {
+                reason: "test".into(),
+            },
+            time::OffsetDateTime::now_utc(),
+        )
+        .await?;
+    let out = ok(
+        &["writeback", "retry", "--item", &item.to_string(), "--json"],
+        &db,
+    )?;
+    let line: Value = serde_json::from_str(out.trim())?;
+    ensure!(line["status"] == "pending", "{line}");
+    let err = refused(&["writeback", "retry", "--item", &item.to_string()], &db)?;
+    ensure!(err.contains("only dead and failed"), "{err}");
+    let audit = store.audit_log(None, 200).await?;
+    store.close().await;
+    let operator = cli_operator()?;
+    for action in ["practice.interval", "practice.resync", "writeback.retry"] {
+        ensure!(
+            audit
+                .iter()
+                .any(|a| a.action == action && a.actor == operator && a.outcome.as_str() == "done"),
+            "no {action} audit row by {operator}"
+        );
+    }
+    sim.shutdown().await;
+    Ok(())
+}

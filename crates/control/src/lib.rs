@@ -25,7 +25,6 @@
 //! A refused proof is audited as `failed` and explained; nothing is saved.
 
 pub mod admin;
-pub mod manage;
 pub mod writeback;
 
 use std::time::Duration;

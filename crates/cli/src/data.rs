@@ -92,11 +92,29 @@ pub struct ReplayArgs {
 
 pub async fn replay(args: ReplayArgs) -> Result<()> {
     let store = args.database.connect().await?;
+    // Rebuilding a practice's tables is the admin team's, as a resync is.
+    let who = crate::operator::operator();
+    crate::operator::gate(&store, &who, access::Action::Resync(args.practice.clone())).await?;
     let archive = args.archive.open().await?;
-    let report = Syncer::new(store, archive, SyncConfig::default())
+    let result = Syncer::new(store.clone(), archive, SyncConfig::default())
         .replay(&args.practice)
+        .await;
+    let entry = store::AuditEntry::done(&who.actor, "practice.replay", &args.practice);
+    let entry = match &result {
+        Ok(report) => entry.with_detail(format!(
+            "{} pages, {} records, {} rows written, {} set aside in quarantine",
+            report.pages, report.records, report.written, report.quarantined
+        )),
+        Err(error) => store::AuditEntry {
+            outcome: store::AuditOutcome::Failed,
+            ..entry.with_detail(error.to_string())
+        },
+    };
+    store
+        .record_audit(&entry)
         .await
-        .with_context(|| format!("replaying practice {}", args.practice))?;
+        .context("cannot write the audit log")?;
+    let report = result.with_context(|| format!("replaying practice {}", args.practice))?;
     println!(
         "replayed {} pages, {} records, {} rows written, {} set aside in quarantine for practice {}",
         report.pages, report.records, report.written, report.quarantined, args.practice

@@ -647,10 +647,28 @@ async fn interval_resync_and_retry_are_commands_too() -> Result<()> {
     ensure!(line["status"] == "pending", "{line}");
     let err = refused(&["writeback", "retry", "--item", &item.to_string()], &db)?;
     ensure!(err.contains("only dead and failed"), "{err}");
+    // Rebuilding the tables from the archive is gated and audited too.
+    let archive = dir.path().join("archive");
+    let out = ok(
+        &[
+            "replay",
+            "--practice",
+            "p1",
+            "--archive-dir",
+            &archive.to_string_lossy(),
+        ],
+        &db,
+    )?;
+    ensure!(out.contains("replayed"), "{out}");
     let audit = store.audit_log(None, 200).await?;
     store.close().await;
     let operator = cli_operator()?;
-    for action in ["practice.interval", "practice.resync", "writeback.retry"] {
+    for action in [
+        "practice.interval",
+        "practice.resync",
+        "writeback.retry",
+        "practice.replay",
+    ] {
         ensure!(
             audit
                 .iter()

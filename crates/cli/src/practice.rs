@@ -76,6 +76,9 @@ impl VaultArgs {
 pub struct PracticeArgs {
     #[command(flatten)]
     store: StoreArgs,
+    /// Print the practice (or the list) as JSON, a line per practice.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     action: PracticeAction,
 }
@@ -104,9 +107,6 @@ pub enum PracticeAction {
         /// Minutes between incremental syncs.
         #[arg(long)]
         minutes: i16,
-        /// Print the outcome as JSON.
-        #[arg(long)]
-        json: bool,
     },
     /// Pull a practice's whole history again (every synced resource, or
     /// one): its watermarks are forgotten and a Force Sync Now starts the
@@ -116,10 +116,7 @@ pub enum PracticeAction {
     /// applies its captured deletes) and its own time zone.
     Window(crate::nightly::WindowArgs),
     /// Every practice: status (since when, why) and its credentials' key.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     /// The audit log, newest first.
     Audit {
         #[arg(long)]
@@ -186,9 +183,6 @@ pub struct ResyncArgs {
     resource: Option<String>,
     #[command(flatten)]
     queue: crate::runtime::QueueArgs,
-    /// Print the outcome as JSON.
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(Args)]
@@ -233,16 +227,21 @@ fn secret_from_stdin() -> Result<SecretString> {
 pub async fn practice(args: PracticeArgs) -> Result<()> {
     let store = args.store.open().await?;
     let who = operator();
-    let result = practice_action(&store, &who, args.action).await;
+    let result = practice_action(&store, &who, args.action, args.json).await;
     store.close().await;
     result
 }
 
-async fn practice_action(store: &Store, who: &Principal, action: PracticeAction) -> Result<()> {
+async fn practice_action(
+    store: &Store,
+    who: &Principal,
+    action: PracticeAction,
+    json: bool,
+) -> Result<()> {
     match action {
         PracticeAction::Add(add) => {
             gate(store, who, Action::AddPractice(add.practice_id.clone())).await?;
-            add_practice(store, who, add).await
+            add_practice(store, who, add, json).await
         }
         PracticeAction::RotateCredentials(rotate) => {
             gate(
@@ -251,12 +250,11 @@ async fn practice_action(store: &Store, who: &Principal, action: PracticeAction)
                 Action::RotateCredentials(rotate.practice_id.clone()),
             )
             .await?;
-            rotate_credentials(store, who, rotate).await
+            rotate_credentials(store, who, rotate, json).await
         }
         PracticeAction::Interval {
             practice_id,
             minutes,
-            json,
         } => {
             gate(store, who, Action::UpdateSettings(practice_id.clone())).await?;
             let old =
@@ -285,7 +283,7 @@ async fn practice_action(store: &Store, who: &Principal, action: PracticeAction)
                 control::admin::resync(store, &queue, &args.practice_id, &tables, &who.actor)
                     .await?;
             let names: Vec<&str> = done.resources.iter().map(|t| t.as_str()).collect();
-            if args.json {
+            if json {
                 println!(
                     "{}",
                     serde_json::json!({"practice_id": args.practice_id, "resources": names,
@@ -304,7 +302,7 @@ async fn practice_action(store: &Store, who: &Principal, action: PracticeAction)
         PracticeAction::Disable(p) => {
             gate(store, who, Action::DisablePractice(p.practice_id.clone())).await?;
             let practice = control::disable(store, &p.practice_id, &who.actor).await?;
-            print_practice("disabled", &practice);
+            print_practice("disabled", &practice, json);
             Ok(())
         }
         PracticeAction::Enable(enable) => {
@@ -314,7 +312,7 @@ async fn practice_action(store: &Store, who: &Principal, action: PracticeAction)
                 Action::EnablePractice(enable.practice_id.clone()),
             )
             .await?;
-            enable_practice(store, who, enable).await
+            enable_practice(store, who, enable, json).await
         }
         PracticeAction::Remove(remove) => {
             if !remove.yes {
@@ -331,11 +329,11 @@ async fn practice_action(store: &Store, who: &Principal, action: PracticeAction)
             )
             .await?;
             let practice = control::remove(store, &remove.practice_id, &who.actor).await?;
-            print_practice("removed", &practice);
+            print_practice("removed", &practice, json);
             Ok(())
         }
         PracticeAction::Window(window) => crate::nightly::window(store, who, window).await,
-        PracticeAction::List { json } => list(store, json).await,
+        PracticeAction::List => list(store, json).await,
         PracticeAction::Audit { practice_id, limit } => {
             for r in store
                 .audit_log(practice_id.as_deref(), limit.max(1))
@@ -370,7 +368,7 @@ pub(crate) async fn connector(
     })
 }
 
-async fn add_practice(store: &Store, who: &Principal, args: AddArgs) -> Result<()> {
+async fn add_practice(store: &Store, who: &Principal, args: AddArgs, json: bool) -> Result<()> {
     let with = connector(store, &args.vault, &args.client).await?;
     let practice = control::connect(
         &with,
@@ -389,11 +387,16 @@ async fn add_practice(store: &Store, who: &Principal, args: AddArgs) -> Result<(
         &who.actor,
     )
     .await?;
-    print_practice("connected", &practice);
+    print_practice("connected", &practice, json);
     Ok(())
 }
 
-async fn rotate_credentials(store: &Store, who: &Principal, args: RotateArgs) -> Result<()> {
+async fn rotate_credentials(
+    store: &Store,
+    who: &Principal,
+    args: RotateArgs,
+    json: bool,
+) -> Result<()> {
     let with = connector(store, &args.vault, &args.client).await?;
     let practice = control::rotate_credentials(
         &with,
@@ -404,18 +407,38 @@ async fn rotate_credentials(store: &Store, who: &Principal, args: RotateArgs) ->
         &who.actor,
     )
     .await?;
-    print_practice("credentials replaced", &practice);
+    print_practice("credentials replaced", &practice, json);
     Ok(())
 }
 
-async fn enable_practice(store: &Store, who: &Principal, args: EnableArgs) -> Result<()> {
+async fn enable_practice(
+    store: &Store,
+    who: &Principal,
+    args: EnableArgs,
+    json: bool,
+) -> Result<()> {
     let with = connector(store, &args.vault, &args.client).await?;
     let practice = control::enable(&with, &args.practice_id, &who.actor).await?;
-    print_practice("enabled", &practice);
+    print_practice("enabled", &practice, json);
     Ok(())
 }
 
-fn print_practice(what: &str, p: &Practice) {
+fn print_practice(what: &str, p: &Practice, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "done": what,
+                "practice_id": p.practice_id,
+                "organization_id": p.organization_id,
+                "location_id": p.location_id,
+                "status": p.status.as_str(),
+                "status_detail": p.status_detail,
+                "sync_interval_minutes": p.sync_interval_minutes,
+            })
+        );
+        return;
+    }
     let next = match p.status {
         store::PracticeStatus::InitialSync => "its initial sync runs from the next scheduler tick",
         store::PracticeStatus::Active => "it syncs on its interval",

@@ -272,6 +272,9 @@ pub struct ForceArgs {
     /// The practice to sync now.
     #[arg(long)]
     practice_id: String,
+    /// Print what became of the request as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `ascend-sync force`: Force Sync Now from the command line (an admin).
@@ -294,27 +297,45 @@ pub async fn force(args: ForceArgs) -> Result<()> {
     )
     .await
     .with_context(|| format!("cannot force a sync of {:?}", args.practice_id))?;
-    match decision {
-        ForceDecision::Enqueue { job_id } => {
-            println!("enqueued job {job_id} ahead of scheduled work")
-        }
-        ForceDecision::AlreadyQueued { job_id } => {
-            println!(
+    if let ForceDecision::NotSyncable { status } = decision {
+        bail!("the practice is {status}: enable or reconnect it first")
+    }
+    let (outcome, job_id, text) = match decision {
+        ForceDecision::Enqueue { job_id } => (
+            "enqueued",
+            Some(job_id.clone()),
+            format!("enqueued job {job_id} ahead of scheduled work"),
+        ),
+        ForceDecision::AlreadyQueued { job_id } => (
+            "already_queued",
+            Some(job_id.clone()),
+            format!(
                 "a Force Sync Now of this practice is queued (job {job_id}); it serves this request"
-            )
-        }
-        ForceDecision::InitialSyncRunning { job_id } => {
-            println!(
+            ),
+        ),
+        ForceDecision::InitialSyncRunning { job_id } => (
+            "initial_sync_running",
+            Some(job_id.clone()),
+            format!(
                 "the practice's initial sync is running (job {job_id}); it serves this request, \
                  its claim raised"
-            )
-        }
-        ForceDecision::AlreadyRunning { since } => {
-            println!("a sync of this practice is running (since {since}); it serves this request")
-        }
-        ForceDecision::NotSyncable { status } => {
-            bail!("the practice is {status}: enable or reconnect it first")
-        }
+            ),
+        ),
+        ForceDecision::AlreadyRunning { since } => (
+            "already_running",
+            None,
+            format!("a sync of this practice is running (since {since}); it serves this request"),
+        ),
+        ForceDecision::NotSyncable { .. } => ("not_syncable", None, String::new()),
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"practice_id": args.practice_id, "outcome": outcome,
+                "job_id": job_id})
+        );
+    } else {
+        println!("{text}");
     }
     store.close().await;
     Ok(())

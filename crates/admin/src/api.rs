@@ -105,6 +105,8 @@ pub struct ProgressView {
     pub landed: i64,
     /// Absent until Ascend's counts are known.
     pub expected: Option<i64>,
+    /// The estimated seconds left; absent until something has landed.
+    pub eta_seconds: Option<i64>,
     pub resources: Vec<ResourceProgressView>,
 }
 
@@ -435,26 +437,20 @@ fn practice_view(
 }
 
 async fn progress(state: &AdminState, practice_id: &str) -> Result<ProgressView, ApiError> {
-    let states = state.store.list_sync_states(practice_id).await?;
-    let resources: Vec<ResourceProgressView> = states
-        .iter()
-        .filter(|s| s.not_offered_since.is_none())
-        .map(|s| ResourceProgressView {
-            resource: s.table.as_str().to_owned(),
-            landed: s.landed_count,
-            expected: s.expected_count,
-        })
-        .collect();
-    let landed = resources.iter().map(|r| r.landed).sum();
-    let expected = resources
-        .iter()
-        .map(|r| r.expected)
-        .sum::<Option<i64>>()
-        .filter(|_| !resources.is_empty());
+    let progress = control::admin::initial_progress(&state.store, practice_id).await?;
     Ok(ProgressView {
-        landed,
-        expected,
-        resources,
+        landed: progress.landed,
+        expected: progress.expected,
+        eta_seconds: progress.eta.map(|d| d.whole_seconds()),
+        resources: progress
+            .resources
+            .iter()
+            .map(|r| ResourceProgressView {
+                resource: store::Table::of(r.resource).as_str().to_owned(),
+                landed: r.landed,
+                expected: r.expected,
+            })
+            .collect(),
     })
 }
 

@@ -220,6 +220,18 @@ pub async fn status(args: StatusArgs) -> Result<()> {
             )
         }
     };
+    // Each initial sync's progress: landed and expected per resource, and
+    // the time left.
+    let mut progress = std::collections::HashMap::new();
+    for p in practices
+        .iter()
+        .filter(|p| p.status == PracticeStatus::InitialSync)
+    {
+        let of = control::admin::initial_progress(&store, &p.practice_id)
+            .await
+            .context("cannot read the initial sync's chunks")?;
+        progress.insert(p.practice_id.clone(), of);
+    }
     store.close().await;
     let now = OffsetDateTime::now_utc();
     let text = if args.json {
@@ -227,6 +239,9 @@ pub async fn status(args: StatusArgs) -> Result<()> {
             .iter()
             .map(|p| {
                 let mut line = overview_json(p, now);
+                if let Some(of) = progress.get(&p.practice_id) {
+                    line["initial_sync"] = progress_json(of);
+                }
                 let mine = deletes.iter().find(|d| d.practice_id == p.practice_id);
                 line["deletes"] = crate::nightly::deletes_json(mine);
                 if let Some(resources) = &resources {
@@ -239,6 +254,20 @@ pub async fn status(args: StatusArgs) -> Result<()> {
         "no practices registered\n".to_owned()
     } else {
         status_table(&practices, now)
+    };
+    // Initial syncs under way.
+    let text = if args.json || progress.is_empty() {
+        text
+    } else {
+        let mut ids: Vec<&String> = progress.keys().collect();
+        ids.sort();
+        let mut section = format!("{text}\nInitial syncs under way:\n");
+        for id in ids {
+            if let Some(of) = progress.get(id) {
+                section.push_str(&progress_text(id, of, args.practice.is_some()));
+            }
+        }
+        section
     };
     // What the reconciliations counted, per resource (issue 14).
     let text = match &resources {
@@ -269,6 +298,50 @@ Request budgets (per organization, shared by every worker):
         )
     };
     write_stdout(&text)
+}
+
+/// An initial sync's progress as JSON.
+fn progress_json(of: &sync_core::progress::InitialProgress) -> serde_json::Value {
+    serde_json::json!({
+        "landed": of.landed,
+        "expected": of.expected,
+        "percent": of.fraction().map(|f| (f * 1000.0).round() / 10.0),
+        "eta_seconds": of.eta.map(|d| d.whole_seconds()),
+        "resources": of.resources.iter().map(|r| serde_json::json!({
+            "resource": Table::of(r.resource).as_str(),
+            "landed": r.landed,
+            "expected": r.expected,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// An initial sync's progress for people: one line, and with `detail` a
+/// line per resource.
+fn progress_text(id: &str, of: &sync_core::progress::InitialProgress, detail: bool) -> String {
+    let count = |landed: i64, expected: Option<i64>| match expected {
+        Some(e) => format!("{landed} of {e} records"),
+        None => format!("{landed} records (Ascend's count not known yet)"),
+    };
+    let percent = of
+        .fraction()
+        .map(|f| format!(" ({:.0}%)", f * 100.0))
+        .unwrap_or_default();
+    let eta = match of.eta {
+        Some(d) if d.is_zero() => ", finishing".to_owned(),
+        Some(d) => format!(", about {} left", format_duration(d)),
+        None => ", time left not known yet".to_owned(),
+    };
+    let mut out = format!("  {id}: {}{percent}{eta}\n", count(of.landed, of.expected));
+    if detail {
+        for r in &of.resources {
+            out.push_str(&format!(
+                "    {:<26} {}\n",
+                Table::of(r.resource).as_str(),
+                count(r.landed, r.expected)
+            ));
+        }
+    }
+    out
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error.

@@ -94,6 +94,12 @@ enum Command {
     /// Write-back: put requests into a practice's outbox, list the outbox,
     /// and switch each type on or off per practice.
     Writeback(writeback::WritebackArgs),
+    /// Print the shell completion script, e.g.
+    /// `ascend-sync completions bash > /etc/bash_completion.d/ascend-sync`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn init_tracing(format: LogFormat) {
@@ -111,6 +117,17 @@ fn init_tracing(format: LogFormat) {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    if let Command::Completions { shell } = cli.command {
+        use clap::CommandFactory;
+        use std::io::Write;
+        let mut command = Cli::command();
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut command, "ascend-sync", &mut script);
+        return match std::io::stdout().write_all(&script) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => Ok(other?),
+        };
+    }
     init_tracing(cli.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -136,6 +153,7 @@ fn main() -> Result<()> {
             Command::AdminToken(args) => practice::admin_token(args).await,
             Command::Budget(args) => budget::run(args).await,
             Command::Writeback(args) => writeback::run(args).await,
+            Command::Completions { .. } => Ok(()),
         }
     })
 }

@@ -325,3 +325,28 @@ pub async fn retry_writeback(
 ) -> Result<String, ControlError> {
     Ok(store.retry_writeback(item_id, actor).await?)
 }
+
+/// A practice's initial sync as it stands: landed and expected per
+/// resource from its plan's chunks, and the time left
+/// ([`sync_core::progress`]).
+pub async fn initial_progress(
+    store: &Store,
+    practice_id: &str,
+) -> Result<sync_core::progress::InitialProgress, ControlError> {
+    let chunks: Vec<sync_core::progress::ChunkCount> = store
+        .list_chunks(practice_id)
+        .await?
+        .iter()
+        .map(|c| sync_core::progress::ChunkCount {
+            resource: c.table.resource(),
+            expected: c.expected,
+            landed: c.landed,
+        })
+        .collect();
+    let started = store.initial_sync_started(practice_id).await?;
+    Ok(sync_core::progress::initial_progress(
+        &chunks,
+        started,
+        time::OffsetDateTime::now_utc(),
+    ))
+}

@@ -246,3 +246,24 @@ impl Store {
         .map_err(|e| db_error(backend, "checking the database is reachable", e))
     }
 }
+
+impl Store {
+    /// When the practice's initial sync began: the start of its latest
+    /// plan attempt (`initial_plan`); `None` before the plan ran.
+    pub async fn initial_sync_started(
+        &self,
+        practice_id: &str,
+    ) -> Result<Option<OffsetDateTime>, StoreError> {
+        const SQL: &str = "SELECT started_at FROM sync_runs WHERE practice_id = $1 \
+             AND kind = 'initial_plan' ORDER BY started_at DESC LIMIT 1";
+        let backend = self.backend();
+        with_pool!(self, |pool| {
+            let row = sqlx::query(SQL)
+                .bind(practice_id)
+                .fetch_optional(pool)
+                .await
+                .map_err(|e| db_error(backend, "reading when an initial sync began", e))?;
+            row.map(|r| r.time("started_at")).transpose()
+        })
+    }
+}

@@ -32,6 +32,7 @@ pub mod completeness;
 pub mod job;
 pub mod nightly;
 pub mod plan;
+pub mod progress;
 pub mod reconcile;
 pub mod replay;
 pub mod schedule;

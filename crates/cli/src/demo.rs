@@ -141,21 +141,19 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     // The runtime, embedded: the scheduler and a worker meet in the
     // database queue (SQLite's job_queue), as replicas meet in production.
     let queue = Queue::Database(DbQueue::new(store.clone(), QueueSettings::default()));
+    // One bar per practice for its initial sync only (stderr, and only on
+    // a terminal): a spinner until the plan knows Ascend's counts, then
+    // landed / expected from the plan's chunks, finished once.
     let bars = MultiProgress::new();
-    let style = ProgressStyle::with_template(
-        "{prefix:>12} [{bar:40}] {pos:>8}/{len:8} {per_sec:>12} {msg}",
-    )
-    .context("progress template")?
-    .progress_chars("=> ");
     let by_practice: HashMap<String, ProgressBar> = practices
         .iter()
         .map(|p| {
-            let bar = bars.add(ProgressBar::new(0).with_style(style.clone()));
+            let bar = bars.add(ProgressBar::new_spinner().with_style(planning_style()));
             bar.set_prefix(p.practice_id.clone());
+            bar.enable_steady_tick(Duration::from_millis(120));
             (p.practice_id.clone(), bar)
         })
         .collect();
-    let counters = by_practice.clone();
     // Every resource reconciled whole every cycle, so every delete is
     // captured in the cycle that follows it (a deployment spreads them
     // over the day).
@@ -163,11 +161,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         reconcile: sync_core::reconcile::Policy::every_cycle(),
         ..SyncConfig::default()
     };
-    let syncer = Syncer::new(store.clone(), archive.clone(), sync_config).with_progress(move |p| {
-        if let Some(bar) = counters.get(&p.practice_id) {
-            bar.inc(p.records);
-        }
-    });
+    let syncer = Syncer::new(store.clone(), archive.clone(), sync_config);
     let worker = Worker::new(
         syncer,
         queue.clone(),
@@ -220,7 +214,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             nightly: &nightly,
         },
         &practices,
-        &by_practice,
+        Bars {
+            all: &bars,
+            by_practice: &by_practice,
+        },
         started,
     )
     .await;
@@ -229,6 +226,68 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     store.close().await;
     sim.shutdown().await;
     outcome
+}
+
+/// The initial syncs' bars.
+struct Bars<'a> {
+    all: &'a MultiProgress,
+    by_practice: &'a HashMap<String, ProgressBar>,
+}
+
+impl Bars<'_> {
+    /// A line above the bars (or on stdout, when they are not drawn).
+    fn println(&self, line: &str) {
+        if self.all.is_hidden() {
+            println!("{line}");
+        } else {
+            let _ = self.all.println(line);
+        }
+    }
+}
+
+fn planning_style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix:>12} {spinner} planning the initial sync")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template(
+        "{prefix:>12} [{bar:40}] {human_pos:>7} / {human_len:7} records  {rate}  {elapsed}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .with_key(
+        "rate",
+        |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{}/s", human_count(state.per_sec()));
+        },
+    )
+    .progress_chars("=> ")
+}
+
+/// `1,436` (no decimals, thousands separated).
+pub(crate) fn human_count(value: f64) -> String {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let n = value.max(0.0).round() as u64;
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `0.8 s`, `12.4 s`, `1 min 04 s`.
+pub(crate) fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs < 60.0 {
+        format!("{secs:.1} s")
+    } else {
+        let whole = d.as_secs();
+        format!("{} min {:02} s", whole / 60, whole % 60)
+    }
 }
 
 /// What the demo's cycles drive.
@@ -245,7 +304,7 @@ async fn cycles(
     args: &DemoArgs,
     embedded: Embedded<'_>,
     practices: &[DemoPractice],
-    bars: &HashMap<String, ProgressBar>,
+    bars: Bars<'_>,
     started: Instant,
 ) -> Result<()> {
     let Embedded {
@@ -254,35 +313,51 @@ async fn cycles(
         queue,
         nightly,
     } = embedded;
+    let mut landed_total = 0u64;
     loop {
         let mut done = 0;
         for practice in practices {
-            let Some(p) = store.get_practice(&practice.practice_id).await? else {
-                bail!("{} vanished", practice.practice_id);
+            let id = &practice.practice_id;
+            let Some(p) = store.get_practice(id).await? else {
+                bail!("{id} vanished");
             };
-            let bar = bars.get(&practice.practice_id);
-            if let Some(bar) = bar {
-                let expected: i64 = store
-                    .list_sync_states(&practice.practice_id)
-                    .await?
-                    .iter()
-                    .filter_map(|s| s.expected_count)
-                    .sum();
-                bar.set_length(expected.max(0) as u64);
+            let of = control::admin::initial_progress(store, id).await?;
+            let bar = bars.by_practice.get(id).filter(|b| !b.is_finished());
+            if let (Some(bar), Some(expected)) = (bar, of.expected) {
+                let expected = u64::try_from(expected).unwrap_or(0);
+                if bar.length() != Some(expected) {
+                    bar.set_style(bar_style());
+                    bar.set_length(expected);
+                }
+                // Records added while it runs can take it past Ascend's
+                // count: the bar stops at its end.
+                bar.set_position(u64::try_from(of.landed).unwrap_or(0).min(expected));
             }
             match p.status {
                 PracticeStatus::Active => {
                     done += 1;
-                    if let Some(bar) = bar.filter(|b| !b.is_finished()) {
-                        bar.finish_with_message("initial sync done");
+                    if let Some(bar) = bar {
+                        let took = bar.elapsed();
+                        bar.finish_and_clear();
+                        // What its tables hold (the chunks also count
+                        // records landed again by a retried page).
+                        let mut landed = 0;
+                        for table in store::Table::ALL {
+                            landed += store.count(id, table).await?;
+                        }
+                        landed_total += landed;
+                        #[allow(clippy::cast_precision_loss)]
+                        let rate = landed as f64 / took.as_secs_f64().max(1e-3);
+                        bars.println(&format!(
+                            "{id}: initial sync done, {} records in {} ({} records/s)",
+                            human_count(landed as f64),
+                            human_duration(took),
+                            human_count(rate)
+                        ));
                     }
                 }
                 PracticeStatus::InitialSync => {}
-                other => bail!(
-                    "{} is {other}: {}",
-                    practice.practice_id,
-                    p.status_detail.unwrap_or_default()
-                ),
+                other => bail!("{id} is {other}: {}", p.status_detail.unwrap_or_default()),
             }
         }
         if done == practices.len() {
@@ -299,17 +374,17 @@ async fn cycles(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let mut landed = 0;
-    for practice in practices {
-        for table in store::Table::ALL {
-            landed += store.count(&practice.practice_id, table).await?;
-        }
-    }
-    let secs = started.elapsed().as_secs_f64().max(1e-9);
-    println!(
-        "initial syncs: {landed} records landed in {secs:.1} s ({:.0} records/s)",
-        landed as f64 / secs
-    );
+    let took = started.elapsed();
+    #[allow(clippy::cast_precision_loss)]
+    let rate = landed_total as f64 / took.as_secs_f64().max(1e-3);
+    bars.println(&format!(
+        "initial syncs: {} records landed in {} ({} records/s)",
+        human_count(landed_total as f64),
+        human_duration(took),
+        human_count(rate)
+    ));
+    // Every bar is finished: nothing is drawn again.
+    let _ = bars.all.clear();
     verify_all(sim, store, practices).await?;
     if let Some(first) = practices.first() {
         writeback(sim, store, first).await?;
@@ -635,7 +710,8 @@ async fn verify_all(
         }
     }
     println!(
-        "verified: {checked} records across {} practices equal the simulator",
+        "verified: {} records across {} practices equal the simulator",
+        human_count(checked as f64),
         practices.len()
     );
     Ok(())

@@ -160,3 +160,89 @@ async fn status_shows_an_initial_sync_s_progress_and_time_left() -> Result<()> {
     sim.shutdown().await;
     Ok(())
 }
+
+/// The demo's terminal, as a new user sees it (on a terminal, through
+/// `script`): bars only for the initial syncs, each finished once and
+/// never drawn again; counts that never pass their totals and never read
+/// `0 / 0`; rates as whole numbers; then one line per cycle and practice.
+#[test]
+fn the_demo_s_terminal_is_calm() -> Result<()> {
+    let dir = TempDir::new("terminal-demo")?;
+    let data = dir.path().join("demo");
+    let command = format!(
+        "{BIN} demo --once --seed 3 --data-dir {}",
+        data.to_string_lossy()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("COLUMNS", "160")
+        .output()
+        .context("cannot run `script` (util-linux)")?;
+    let raw = String::from_utf8_lossy(&out.stdout).into_owned();
+    ensure!(out.status.success(), "the demo failed:\n{raw}");
+    // What a person reads: escape sequences out, redraws split into lines.
+    let mut text = String::new();
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ params letter
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                while let Some(&n) = chars.peek() {
+                    chars.next();
+                    if n.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            text.push('\n');
+        } else if c == '\r' {
+            text.push('\n');
+        } else {
+            text.push(c);
+        }
+    }
+    // A bar redraw pads its lines to the terminal's width and lets them
+    // wrap, so the checks read the text as a whole.
+    let summary = text
+        .find("initial syncs:")
+        .context("no summary of the initial syncs")?;
+    ensure!(
+        !text[summary..].contains("records  "),
+        "a bar was drawn after the initial syncs"
+    );
+    for practice in ["practice-1", "practice-2", "practice-3"] {
+        let done = text
+            .matches(&format!("{practice}: initial sync done"))
+            .count();
+        ensure!(done == 1, "{practice} finished {done} times");
+        let cycles = text.matches(&format!("cycle 1 {practice}:")).count();
+        ensure!(cycles == 1, "{practice}: {cycles} lines for cycle 1");
+    }
+    ensure!(!text.contains(" 0 / 0 "), "a bar at 0 / 0");
+    let words: Vec<&str> = text.split_whitespace().collect();
+    for (i, word) in words.iter().enumerate() {
+        // A rate is a whole number: no `1,436.111733292797/s`.
+        if word.ends_with("/s") || word.ends_with("/s)") {
+            ensure!(!word.contains('.'), "a raw float rate {word:?}");
+        }
+        // `landed / expected records`: never past the total.
+        if *word == "/"
+            && let (Some(left), Some(right)) = (
+                i.checked_sub(1).and_then(|j| words.get(j)),
+                words.get(i + 1),
+            )
+            && let (Ok(landed), Ok(total)) = (
+                left.replace(',', "").parse::<u64>(),
+                right.replace(',', "").parse::<u64>(),
+            )
+        {
+            ensure!(
+                landed <= total,
+                "a count past its total: {landed} / {total}"
+            );
+        }
+    }
+    ensure!(text.contains("converged:"), "{text}");
+    Ok(())
+}

@@ -25,6 +25,8 @@ pub struct NightlyArgs {
     #[command(flatten)]
     store: StoreArgs,
     #[command(flatten)]
+    metrics: crate::runtime::MetricsArgs,
+    #[command(flatten)]
     client: ClientArgs,
     /// Where the practices' sealed credentials are opened.
     #[command(flatten)]
@@ -67,6 +69,7 @@ pub async fn run(args: NightlyArgs) -> Result<()> {
         ignore_window: args.ignore_window,
         retention: (args.retention_days > 0)
             .then(|| time::Duration::days(i64::from(args.retention_days))),
+        metrics: args.metrics.sink(),
         ..NightlyConfig::default()
     };
     let nightly = Nightly::new(

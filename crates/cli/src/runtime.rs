@@ -157,6 +157,8 @@ pub struct WorkerArgs {
     /// Seconds of one receive's long poll (SQS: at most 20).
     #[arg(long, default_value_t = 20)]
     receive_wait_secs: u64,
+    #[command(flatten)]
+    metrics: MetricsArgs,
 }
 
 pub async fn worker(args: WorkerArgs) -> Result<()> {
@@ -183,6 +185,7 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
         grace: Duration::from_secs(args.grace_secs),
         visibility: args.queue.settings().visibility,
         receive_wait: Duration::from_secs(args.receive_wait_secs.min(20)),
+        metrics: args.metrics.sink(),
         ..WorkerConfig::default()
     };
     let worker = Worker::new(
@@ -209,6 +212,30 @@ pub async fn worker(args: WorkerArgs) -> Result<()> {
     Ok(())
 }
 
+/// Where a role's metrics go.
+#[derive(Args)]
+pub struct MetricsArgs {
+    /// `stdout`: CloudWatch Embedded Metric Format lines on standard
+    /// output (the log driver ships them; namespace `AscendSync`); `off`.
+    #[arg(long, env = "ASCEND_SYNC_METRICS", default_value = "off")]
+    metrics: MetricsTarget,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum MetricsTarget {
+    Off,
+    Stdout,
+}
+
+impl MetricsArgs {
+    pub fn sink(&self) -> telemetry::Sink {
+        match self.metrics {
+            MetricsTarget::Off => telemetry::Sink::Off,
+            MetricsTarget::Stdout => telemetry::Sink::Stdout,
+        }
+    }
+}
+
 #[derive(Args)]
 pub struct SchedulerArgs {
     #[command(flatten)]
@@ -228,9 +255,11 @@ pub struct SchedulerArgs {
     /// practice's delay is at most a tenth of its interval, and this).
     #[arg(long, env = "ASCEND_SYNC_MAX_SPREAD_SECS", default_value_t = 60)]
     max_spread_secs: u64,
-    /// Run one tick and exit.
+    /// Run one tick and exit (publishing the fleet's metrics once).
     #[arg(long)]
     once: bool,
+    #[command(flatten)]
+    metrics: MetricsArgs,
 }
 
 pub async fn scheduler(args: SchedulerArgs) -> Result<()> {
@@ -244,6 +273,7 @@ pub async fn scheduler(args: SchedulerArgs) -> Result<()> {
             batch: args.batch.max(1),
             claim_for: Duration::from_secs(args.claim_minutes.max(1) * 60),
             max_spread: Duration::from_secs(args.max_spread_secs),
+            metrics: args.metrics.sink(),
             ..SchedulerConfig::default()
         },
     );
@@ -256,6 +286,14 @@ pub async fn scheduler(args: SchedulerArgs) -> Result<()> {
             "enqueued {} jobs ({} initial)",
             report.enqueued, report.initial
         );
+        let sink = args.metrics.sink();
+        if sink.is_on() {
+            let docs = scheduler
+                .metrics(time::OffsetDateTime::now_utc())
+                .await
+                .context("the fleet's metrics could not be read")?;
+            docs.iter().for_each(|d| sink.emit(d));
+        }
     } else {
         scheduler.run(shutdown_signal()).await;
     }

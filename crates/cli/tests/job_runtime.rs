@@ -251,6 +251,7 @@ impl Env {
                 first_backoff: Duration::from_millis(200),
                 max_backoff: Duration::from_secs(1),
                 writeback_retry_base: Duration::from_millis(200),
+                ..WorkerConfig::default()
             },
         ))
     }
@@ -265,6 +266,7 @@ impl Env {
                 batch: 7,
                 claim_for: Duration::from_secs(600),
                 max_spread: Duration::from_millis(300),
+                ..SchedulerConfig::default()
             },
         )
     }
@@ -1361,6 +1363,7 @@ async fn a_newly_connected_practice_starts_at_once() -> Result<()> {
             batch: 10,
             claim_for: Duration::from_secs(600),
             max_spread: Duration::from_secs(60),
+            ..SchedulerConfig::default()
         },
     );
     let now = OffsetDateTime::now_utc();

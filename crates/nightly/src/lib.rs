@@ -70,6 +70,8 @@ pub struct NightlyConfig {
     pub lease_ttl: Duration,
     /// Who this process is, in its leases.
     pub holder: String,
+    /// Where each practice's `DeletesApplied` goes (EMF; off by default).
+    pub metrics: telemetry::Sink,
 }
 
 impl Default for NightlyConfig {
@@ -82,6 +84,7 @@ impl Default for NightlyConfig {
             max_batches: None,
             lease_ttl: Duration::minutes(2),
             holder: default_holder(),
+            metrics: telemetry::Sink::Off,
         }
     }
 }
@@ -211,6 +214,21 @@ pub struct PassReport {
 }
 
 impl PassReport {
+    /// `DeletesApplied` of each practice the pass acted on.
+    pub fn metrics(&self, at: OffsetDateTime) -> Vec<telemetry::Document> {
+        self.practices
+            .iter()
+            .filter_map(|p| match &p.result {
+                PracticeResult::Done { counts, .. } => Some(
+                    telemetry::Document::new(at)
+                        .dimension(telemetry::PRACTICE_ID, p.practice_id.clone())
+                        .count(telemetry::names::DELETES_APPLIED, counts.applied),
+                ),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Applied, all practices.
     pub fn applied(&self) -> u64 {
         self.sum(|c| c.applied)
@@ -396,11 +414,15 @@ impl Nightly {
             }
             None => 0,
         };
-        Ok(PassReport {
+        let report = PassReport {
             pass_id,
             practices: outcomes,
             purged,
-        })
+        };
+        for doc in report.metrics(now) {
+            self.config.metrics.emit(&doc);
+        }
+        Ok(report)
     }
 
     async fn practice(

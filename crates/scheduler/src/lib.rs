@@ -39,6 +39,10 @@ pub struct SchedulerConfig {
     /// The most a job is delayed to spread a tick's jobs (a tenth of the
     /// practice's interval at most); zero sends every job at once.
     pub max_spread: Duration,
+    /// Where the fleet's metrics go (EMF lines; off by default).
+    pub metrics: telemetry::Sink,
+    /// Time between two publications of the fleet's metrics.
+    pub metrics_every: Duration,
 }
 
 impl Default for SchedulerConfig {
@@ -49,6 +53,8 @@ impl Default for SchedulerConfig {
             batch: 1000,
             claim_for: Duration::from_secs(30 * 60),
             max_spread: schedule::MAX_SPREAD,
+            metrics: telemetry::Sink::Off,
+            metrics_every: Duration::from_secs(60),
         }
     }
 }
@@ -235,6 +241,7 @@ impl Scheduler {
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         let mut interval = tokio::time::interval(self.config.tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut published: Option<std::time::Instant> = None;
         loop {
             tokio::select! {
                 _ = interval.tick() => {}
@@ -246,7 +253,75 @@ impl Scheduler {
             if let Err(error) = self.tick(OffsetDateTime::now_utc()).await {
                 tracing::warn!(message = "A scheduler tick failed; the next tick tries again.", %error);
             }
+            if self.config.metrics.is_on()
+                && published.is_none_or(|at| at.elapsed() >= self.config.metrics_every)
+            {
+                published = Some(std::time::Instant::now());
+                match self.metrics(OffsetDateTime::now_utc()).await {
+                    Ok(docs) => docs.iter().for_each(|d| self.config.metrics.emit(d)),
+                    Err(error) => {
+                        tracing::warn!(message = "The fleet's metrics could not be read; the next minute tries again.", %error);
+                    }
+                }
+            }
         }
+    }
+
+    /// The fleet's metrics now: each syncing practice's staleness, and for
+    /// the fleet the largest staleness over its limit, the practices stale,
+    /// the records in quarantine, the queue's backlog and dead letters.
+    /// Every replica publishes them; the alarms read the Maximum.
+    pub async fn metrics(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Vec<telemetry::Document>, SchedulerError> {
+        use sync_core::staleness::{PracticeHealth, stale_after};
+        use telemetry::{Document, PRACTICE_ID, names};
+        let practices = self.store.practice_overview().await?;
+        let depth = self.queue.depth().await?;
+        let mut docs = Vec::new();
+        let (mut max_ratio, mut stale, mut quarantined) = (0.0_f64, 0_u64, 0_u64);
+        for p in &practices {
+            quarantined += p.quarantined;
+            if !p.status.is_syncing() {
+                continue;
+            }
+            let health = PracticeHealth {
+                last_success: p.last_success_at,
+                created_at: p.created_at,
+                interval_minutes: p.sync_interval_minutes,
+                quarantined: p.quarantined,
+                failing_since: p.failing_since,
+                count_mismatch: p.count_mismatch.map(|(t, since)| (t.resource(), since)),
+            }
+            .staleness(now);
+            let age = health
+                .age
+                .unwrap_or_else(|| now - p.created_at)
+                .max(time::Duration::ZERO);
+            let limit = stale_after(p.sync_interval_minutes)
+                .as_seconds_f64()
+                .max(1.0);
+            max_ratio = max_ratio.max(age.as_seconds_f64() / limit);
+            stale += u64::from(health.stale);
+            docs.push(
+                Document::new(now)
+                    .dimension(PRACTICE_ID, p.practice_id.clone())
+                    .metric(names::STALENESS_SECONDS, age.as_seconds_f64().round()),
+            );
+        }
+        docs.push(
+            Document::new(now)
+                .metric(
+                    names::MAX_STALENESS_RATIO,
+                    (max_ratio * 1000.0).round() / 1000.0,
+                )
+                .count(names::STALE_PRACTICES, stale)
+                .count(names::RECORDS_QUARANTINED_NOW, quarantined)
+                .count(names::QUEUE_BACKLOG, depth.visible)
+                .count(names::DEAD_LETTERS, depth.dead),
+        );
+        Ok(docs)
     }
 }
 

@@ -68,6 +68,8 @@ pub struct WorkerConfig {
     pub max_backoff: Duration,
     /// A write-back item's first retry delay (doubled per attempt).
     pub writeback_retry_base: Duration,
+    /// Where each attempt's metrics go (EMF lines; off by default).
+    pub metrics: telemetry::Sink,
 }
 
 impl Default for WorkerConfig {
@@ -83,6 +85,7 @@ impl Default for WorkerConfig {
             first_backoff: schedule::FIRST_BACKOFF,
             max_backoff: schedule::MAX_BACKOFF,
             writeback_retry_base: sync_core::writeback::RETRY_BASE,
+            metrics: telemetry::Sink::Off,
         }
     }
 }
@@ -353,6 +356,7 @@ impl Worker {
             return;
         }
 
+        let begun = std::time::Instant::now();
         let heartbeat = self.heartbeat(&delivery, &lease_key, &holder);
         let work = self.execute(&job);
         let step = tokio::select! {
@@ -399,6 +403,31 @@ impl Worker {
             None => (None, None),
         };
         let stats = step.stats.unwrap_or_default();
+        let attempt = telemetry::Attempt {
+            practice_id: job.practice_id().to_owned(),
+            seconds: begun.elapsed().as_secs_f64(),
+            written: step.written,
+            failed: decision.run.is_failure(),
+            api_requests: stats.calls,
+            api_throttled: stats.rate_limited,
+            set_aside: step
+                .resources
+                .iter()
+                .map(|r| u64::try_from(r.quarantined).unwrap_or(0))
+                .sum(),
+            deletes_captured: step
+                .resources
+                .iter()
+                .map(|r| u64::try_from(r.deletes_captured).unwrap_or(0))
+                .sum(),
+            dead_lettered: matches!(decision.settle, Settle::DeadLetter { .. }),
+            writebacks: match &step.outcome {
+                Outcome::Writeback { tally, .. } => {
+                    Some((tally.sent + tally.found, tally.retrying + tally.dead))
+                }
+                _ => None,
+            },
+        };
         let end = JobEnd {
             practice_id: job.practice_id().to_owned(),
             job_id: job.job_id().to_owned(),
@@ -431,6 +460,9 @@ impl Worker {
         };
         match self.store().end_job(&end).await {
             Ok(marked) => {
+                if !job.practice_id().is_empty() {
+                    config.metrics.emit(&attempt.document(now));
+                }
                 if marked {
                     tracing::warn!(
                         message = "Ascend refused the practice's credentials; it is auth_failed until someone reconnects it."

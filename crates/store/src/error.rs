@@ -97,6 +97,21 @@ pub enum StoreError {
     )]
     PracticeRemoved { practice_id: String },
 
+    /// A Postgres URL to a host that is not local asks for less than TLS
+    /// with a verified certificate.
+    #[error(
+        "the database on {host} must be reached over TLS with its certificate verified \
+         (sslmode=verify-full), not sslmode={mode}: drop sslmode from the URL (verify-full is \
+         the default off this machine) and give the RDS CA bundle as sslrootcert=PATH in the \
+         URL or PGSSLROOTCERT"
+    )]
+    InsecureDatabase {
+        /// The host.
+        host: String,
+        /// The mode asked for.
+        mode: String,
+    },
+
     /// A change that does not fit the row's state now (a resync while a
     /// sync runs, a retry of an item that is not dead).
     #[error("{reason}; nothing was written")]

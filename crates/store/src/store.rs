@@ -111,6 +111,7 @@ impl Store {
         let options = PgConnectOptions::from_str(url)
             .map_err(|source| StoreError::InvalidUrl { backend, source })?
             .application_name("ascend-sync");
+        let options = require_verified_tls(options)?;
         let pool = PgPoolOptions::new()
             .max_connections(POSTGRES_MAX_CONNECTIONS)
             .acquire_timeout(WAIT)
@@ -610,4 +611,90 @@ pub(crate) fn practice_error(
         };
     }
     db_error(backend, operation, error)
+}
+
+/// Postgres off this machine (RDS) is reached only over TLS with the
+/// server's certificate verified against its name: `sslmode=verify-full`,
+/// the default for a host that is not local (an explicit weaker mode is
+/// refused). The CA bundle is libpq's `sslrootcert` (in the URL, or
+/// `PGSSLROOTCERT`). A local host (`localhost`, a loopback address, a
+/// Unix socket) keeps what the URL says.
+pub(crate) fn require_verified_tls(
+    options: PgConnectOptions,
+) -> Result<PgConnectOptions, StoreError> {
+    use sqlx::postgres::PgSslMode;
+    let host = options.get_host().to_owned();
+    let local = options.get_socket().is_some()
+        || host.starts_with('/')
+        || host == "localhost"
+        || host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if local {
+        return Ok(options);
+    }
+    match options.get_ssl_mode() {
+        PgSslMode::VerifyFull => Ok(options),
+        // What sqlx assumes when the URL says nothing.
+        PgSslMode::Prefer => Ok(options.ssl_mode(PgSslMode::VerifyFull)),
+        mode => Err(StoreError::InsecureDatabase {
+            host,
+            mode: match mode {
+                PgSslMode::Disable => "disable",
+                PgSslMode::Allow => "allow",
+                PgSslMode::Require => "require",
+                _ => "verify-ca",
+            }
+            .to_owned(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use std::str::FromStr;
+
+    use sqlx::postgres::{PgConnectOptions, PgSslMode};
+
+    use super::require_verified_tls;
+    use crate::StoreError;
+
+    fn mode(url: &str) -> Result<PgSslMode, StoreError> {
+        let options = PgConnectOptions::from_str(url).expect("a URL");
+        require_verified_tls(options).map(|o| o.get_ssl_mode())
+    }
+
+    #[test]
+    fn a_remote_database_is_verified_full_by_default() {
+        let url = "postgres://app@db.abc.us-east-1.rds.amazonaws.com:5432/ascend";
+        assert!(matches!(mode(url), Ok(PgSslMode::VerifyFull)));
+        let given = format!("{url}?sslmode=verify-full&sslrootcert=/etc/rds.pem");
+        assert!(matches!(mode(&given), Ok(PgSslMode::VerifyFull)));
+    }
+
+    #[test]
+    fn a_remote_database_with_less_than_verify_full_is_refused() {
+        for weak in ["disable", "allow", "require", "verify-ca"] {
+            let url = format!("postgres://app@10.0.3.7/ascend?sslmode={weak}");
+            match mode(&url) {
+                Err(StoreError::InsecureDatabase { host, mode }) => {
+                    assert_eq!((host.as_str(), mode.as_str()), ("10.0.3.7", weak));
+                }
+                other => panic!("{weak}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_local_database_keeps_what_the_url_says() {
+        for url in [
+            "postgres://postgres@127.0.0.1:5432/postgres",
+            "postgres://postgres@localhost/postgres?sslmode=disable",
+            "postgres://postgres@[::1]/postgres?sslmode=disable",
+        ] {
+            let got = mode(url).expect("allowed");
+            assert!(!matches!(got, PgSslMode::VerifyFull), "{url}");
+        }
+    }
 }
